@@ -1,0 +1,43 @@
+# weft — build, test and run. `make test` is what CI runs (see .ci/run); `make demo` is the main job.
+GO        ?= go
+BIN       := bin
+FUZZTIME  ?= 2m
+CMDS      := $(notdir $(wildcard cmd/*))
+
+.PHONY: all build test lint unit fuzz fuzz-brief bench soak demo clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+
+lint:
+	@out=$$(gofmt -l .); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# test = lint + race tests (root-only netns tests run when root) + every fuzz target briefly.
+test: lint unit fuzz-brief
+
+fuzz-brief:
+	FUZZTIME=10s ./scripts/fuzz.sh
+
+# Longer fuzzing: FUZZTIME per target.
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+bench: build
+	$(GO) test -run '^$$' -bench . -timeout 60m ./...
+
+soak: build
+	WEFT_SOAK=1 $(GO) test -count=1 -timeout 120m -run Soak ./...
+
+demo: build
+	./$(BIN)/weftctl demo
+
+clean:
+	rm -rf $(BIN)
