@@ -1,0 +1,198 @@
+package daemon
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/weft-net/weft/internal/flagenv"
+)
+
+// ErrUsage marks invalid flags or flag values; weftd exits with code 2 on it.
+var ErrUsage = errors.New("usage")
+
+// Config is weftd's configuration, from flags or their WEFT_* environment variables.
+type Config struct {
+	EtcdEndpoints []string
+	EtcdCertFile  string
+	EtcdKeyFile   string
+	EtcdCAFile    string
+	EtcdUsername  string
+	EtcdPassword  string
+	EtcdPrefix    string
+
+	NodeName string
+	// Iface is the underlay interface; empty means the interface of the default route, or the one
+	// that carries PublicIP.
+	Iface    string
+	PublicIP netip.Addr
+
+	GossipBind    netip.AddrPort
+	GossipKeyFile string
+	GossipLabel   string
+	Join          []string
+
+	SubnetFile string
+	StateDir   string
+	IPMasq     bool
+	HealthAddr string
+
+	LeaseTTL          time.Duration
+	ResyncInterval    time.Duration
+	RulesInterval     time.Duration
+	ProbeInterval     time.Duration
+	DeviceName        string
+	MTU               int
+	TxChecksumOffload string
+
+	LogFormat string
+	LogLevel  slog.Level
+}
+
+// Defaults.
+const (
+	DefaultEtcdPrefix = "/weft/network"
+	DefaultSubnetFile = "/run/weft/subnet.env"
+	DefaultStateDir   = "/var/lib/weft"
+	DefaultHealthAddr = "127.0.0.1:9476"
+	DefaultGossipPort = 7946
+)
+
+// ParseFlags parses weftd's command line and WEFT_* environment. Any error wraps ErrUsage and names
+// the flag.
+func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet("weftd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var endpoints, publicIP, gossipBind, join, logLevel string
+	fs.StringVar(&endpoints, "etcd-endpoints", "http://127.0.0.1:2379", "comma-separated etcd client URLs")
+	fs.StringVar(&c.EtcdCertFile, "etcd-cert", "", "etcd client TLS certificate file")
+	fs.StringVar(&c.EtcdKeyFile, "etcd-key", "", "etcd client TLS key file")
+	fs.StringVar(&c.EtcdCAFile, "etcd-ca", "", "etcd server CA file")
+	fs.StringVar(&c.EtcdUsername, "etcd-username", "", "etcd username")
+	fs.StringVar(&c.EtcdPassword, "etcd-password", "", "etcd password (prefer WEFT_ETCD_PASSWORD)")
+	fs.StringVar(&c.EtcdPrefix, "etcd-prefix", DefaultEtcdPrefix, "etcd key prefix; /coreos.com/network shares a flannel cluster's config and leases")
+	fs.StringVar(&c.NodeName, "node-name", "", "node name (default: the host name)")
+	fs.StringVar(&c.Iface, "iface", "", "underlay interface (default: the interface of the default route)")
+	fs.StringVar(&publicIP, "public-ip", "", "underlay IPv4 address peers tunnel to (default: the first address of -iface)")
+	fs.StringVar(&gossipBind, "gossip-bind", "", "gossip bind address ip:port (default: <public-ip>:7946)")
+	fs.StringVar(&c.GossipKeyFile, "gossip-key-file", "", "gossip keyring file: one base64 AES key per line, the first is primary")
+	fs.StringVar(&c.GossipLabel, "gossip-label", "weft", "gossip cluster label; nodes with another label are ignored")
+	fs.StringVar(&join, "join", "", "comma-separated static gossip addresses to join, besides those in etcd")
+	fs.StringVar(&c.SubnetFile, "subnet-file", DefaultSubnetFile, "subnet.env file written for the CNI plugin")
+	fs.StringVar(&c.StateDir, "state-dir", DefaultStateDir, "directory for local state (lease, VTEP MAC)")
+	fs.BoolVar(&c.IPMasq, "ip-masq", true, "masquerade traffic from pods to outside the pod network")
+	fs.StringVar(&c.HealthAddr, "health-addr", DefaultHealthAddr, "listen address for /healthz, /readyz, /metrics and /debug/peers; empty disables")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 24*time.Hour, "etcd lease TTL of the node's subnet")
+	fs.DurationVar(&c.ResyncInterval, "resync-interval", 30*time.Second, "full kernel-state resync period")
+	fs.DurationVar(&c.RulesInterval, "rules-interval", 10*time.Second, "iptables rules check period")
+	fs.DurationVar(&c.ProbeInterval, "probe-interval", 5*time.Second, "data-plane probe period per peer; 0 disables")
+	fs.StringVar(&c.DeviceName, "device", "", "VXLAN device name (default weft.<VNI>)")
+	fs.IntVar(&c.MTU, "mtu", 0, "VXLAN device MTU (default: network config's Backend.MTU, else underlay MTU - 50)")
+	fs.StringVar(&c.TxChecksumOffload, "tx-checksum-offload", "auto", "VXLAN device TX checksum offload: auto, on or off")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	if err := flagenv.Parse(fs, args, getenv); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
+	}
+	bad := func(flagName, val, why string) error {
+		return fmt.Errorf("%w: -%s=%q: %s", ErrUsage, flagName, val, why)
+	}
+	c.EtcdEndpoints = splitList(endpoints)
+	c.Join = splitList(join)
+	if publicIP != "" {
+		a, err := netip.ParseAddr(publicIP)
+		if err != nil || !a.Is4() {
+			return nil, bad("public-ip", publicIP, "not an IPv4 address")
+		}
+		c.PublicIP = a
+	}
+	if gossipBind != "" {
+		ap, err := netip.ParseAddrPort(gossipBind)
+		if err != nil {
+			return nil, bad("gossip-bind", gossipBind, "want ip:port")
+		}
+		c.GossipBind = ap
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		return nil, bad("log-level", logLevel, "want debug, info, warn or error")
+	}
+	if c.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("%w: -node-name not given and the host name is unknown: %w", ErrUsage, err)
+		}
+		c.NodeName = h
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Validate checks the values that flag parsing alone does not.
+func (c *Config) Validate() error {
+	bad := func(flagName string, val any, why string) error {
+		return fmt.Errorf("%w: -%s=%q: %s", ErrUsage, flagName, fmt.Sprint(val), why)
+	}
+	switch {
+	case len(c.EtcdEndpoints) == 0:
+		return bad("etcd-endpoints", "", "at least one endpoint is needed")
+	case !strings.HasPrefix(c.EtcdPrefix, "/") || strings.HasSuffix(c.EtcdPrefix, "/"):
+		return bad("etcd-prefix", c.EtcdPrefix, "must start with / and not end with /")
+	case (c.EtcdCertFile == "") != (c.EtcdKeyFile == ""):
+		return bad("etcd-cert", c.EtcdCertFile, "-etcd-cert and -etcd-key go together")
+	case c.NodeName == "" || len(c.NodeName) > 253 || strings.ContainsAny(c.NodeName, " \t\n/"):
+		return bad("node-name", c.NodeName, "not a valid node name")
+	case c.SubnetFile == "":
+		return bad("subnet-file", "", "must not be empty")
+	case c.StateDir == "":
+		return bad("state-dir", "", "must not be empty")
+	case c.LeaseTTL < 10*time.Second:
+		return bad("lease-ttl", c.LeaseTTL, "must be at least 10s")
+	case c.ResyncInterval < time.Second:
+		return bad("resync-interval", c.ResyncInterval, "must be at least 1s")
+	case c.RulesInterval < time.Second:
+		return bad("rules-interval", c.RulesInterval, "must be at least 1s")
+	case c.ProbeInterval < 0:
+		return bad("probe-interval", c.ProbeInterval, "must not be negative")
+	case c.MTU != 0 && (c.MTU < 576 || c.MTU > 9000):
+		return bad("mtu", c.MTU, "must be 0 (automatic) or between 576 and 9000")
+	case c.TxChecksumOffload != "auto" && c.TxChecksumOffload != "on" && c.TxChecksumOffload != "off":
+		return bad("tx-checksum-offload", c.TxChecksumOffload, "want auto, on or off")
+	case c.LogFormat != "text" && c.LogFormat != "json":
+		return bad("log-format", c.LogFormat, "want text or json")
+	}
+	return nil
+}
+
+// FlannelPrefix is flannel's etcd prefix: sharing it makes weft join a flannel cluster.
+const FlannelPrefix = "/coreos.com/network"
+
+// Logger builds the daemon's logger from the config.
+func (c *Config) Logger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
