@@ -11,6 +11,7 @@ all: build
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+	$(GO) build -trimpath -o $(BIN)/portmap github.com/containernetworking/plugins/plugins/meta/portmap
 
 lint:
 	@out=$$(gofmt -l .); \

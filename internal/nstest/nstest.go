@@ -3,14 +3,13 @@
 package nstest
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"testing"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
-	"golang.org/x/sys/unix"
+
+	"github.com/weft-net/weft/internal/nsutil"
 )
 
 // RequireRoot skips the test with a clear message unless it runs as root.
@@ -21,7 +20,7 @@ func RequireRoot(t testing.TB) {
 	}
 }
 
-// New creates a network namespace that is unmounted and closed when t ends.
+// New creates a network namespace that is removed when t ends.
 func New(t testing.TB) ns.NetNS {
 	t.Helper()
 	RequireRoot(t)
@@ -31,23 +30,11 @@ func New(t testing.TB) ns.NetNS {
 	}
 	t.Cleanup(func() {
 		n.Close()
-		if err := Remove(n.Path()); err != nil {
+		if err := nsutil.Remove(n.Path()); err != nil {
 			t.Errorf("remove netns: %v", err)
 		}
 	})
 	return n
-}
-
-// Remove unmounts (lazily, as `ip netns del` does) and deletes a named namespace's bind mount.
-// A namespace already gone is not an error.
-func Remove(path string) error {
-	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("unmount %s: %w", path, err)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
 }
 
 // Do runs fn inside n and fails the test on error.

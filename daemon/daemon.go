@@ -1,0 +1,356 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/gossip"
+	"github.com/weft-net/weft/subnet"
+	weftetcd "github.com/weft-net/weft/subnet/etcd"
+	"github.com/weft-net/weft/vxlan"
+)
+
+// ErrSubnetChanged is returned when the node's lease was lost and its subnet went to another node:
+// pods on the old subnet must be restarted.
+var ErrSubnetChanged = errors.New("the node's subnet changed")
+
+// Daemon is one running weftd.
+type Daemon struct {
+	cfg *Config
+	log *slog.Logger
+
+	mgr     *weftetcd.Manager
+	netCfg  *subnet.Config
+	be      *vxlan.Backend
+	view    *gossip.View
+	member  *gossip.Member
+	rules   *Rules
+	prober  *prober
+	metrics *metrics
+	attrs   subnet.LeaseAttrs
+
+	lease       atomic.Pointer[subnet.Lease]
+	leaseHeld   atomic.Bool
+	programmed  atomic.Bool
+	lastErr     atomic.Pointer[string]
+	envMu       sync.Mutex
+	readyLogged atomic.Bool
+}
+
+// Run runs weftd until ctx ends (SIGTERM: the kernel state stays in place for the next start) or a
+// fatal error.
+func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	d := &Daemon{cfg: cfg, log: log.With("component", "weftd", "node", cfg.NodeName)}
+	return d.run(ctx)
+}
+
+func (d *Daemon) run(ctx context.Context) error {
+	cfg := d.cfg
+	cli, err := newEtcdClient(cfg)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	d.mgr, err = weftetcd.New(cli, weftetcd.Options{
+		Prefix: cfg.EtcdPrefix, NodeName: cfg.NodeName, StateDir: cfg.StateDir, TTL: cfg.LeaseTTL, Logger: d.log,
+	})
+	if err != nil {
+		return err
+	}
+	// 1. The network config.
+	if d.netCfg, err = d.mgr.WaitConfig(ctx); err != nil {
+		return err
+	}
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	nsh, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer nsh.Close()
+	ul, err := findUnderlay(h, cfg.Iface, cfg.PublicIP)
+	if err != nil {
+		return err
+	}
+	vcfg := d.vxlanConfig(ul)
+	mac, err := vxlan.VTEPMAC(vcfg)
+	if err != nil {
+		return err
+	}
+	gossipAddr := cfg.GossipBind
+	if !gossipAddr.IsValid() {
+		gossipAddr = netip.AddrPortFrom(ul.publicIP, DefaultGossipPort)
+	}
+	d.attrs = subnet.LeaseAttrs{
+		PublicIP: ul.publicIP, BackendType: subnet.BackendVXLAN, VNI: d.netCfg.Backend.VNI, VtepMAC: mac,
+		Format: subnet.LeaseFormat, NodeName: cfg.NodeName, GossipAddr: gossipAddr,
+	}
+	// 2. The lease.
+	lease, err := d.mgr.Acquire(ctx, d.netCfg, d.attrs)
+	if err != nil {
+		return err
+	}
+	d.setLease(lease)
+	d.log.Info("subnet lease held", "subnet", lease.Subnet, "public_ip", ul.publicIP, "vtep_mac", mac, "etcd_lease", fmt.Sprintf("%x", lease.EtcdLease))
+	// 3. The device.
+	vcfg.Subnet = lease.Subnet
+	if d.be, err = vxlan.New(vcfg, h, nsh); err != nil {
+		return err
+	}
+	if err := d.be.EnsureDevice(ctx); err != nil {
+		return err
+	}
+	// 4. subnet.env, not ready yet.
+	if err := d.writeEnv(false); err != nil {
+		return err
+	}
+	// 5. Forwarding and rules.
+	if err := enableForwarding(); err != nil {
+		return err
+	}
+	ipt, err := iptables.New()
+	if err != nil {
+		return fmt.Errorf("iptables: %w", err)
+	}
+	d.rules = NewRules(ipt, d.netCfg.Network, lease.Subnet, cfg.IPMasq, d.log)
+	if err := d.rules.Ensure(); err != nil {
+		return err
+	}
+	// 6. Gossip and the peer view.
+	if d.view, err = gossip.NewView(gossip.ViewConfig{
+		LocalNode: cfg.NodeName, Quiet: gossip.DefaultQuiet, MaxDelay: gossip.DefaultMaxDelay, Logger: d.log,
+	}, d.program); err != nil {
+		return err
+	}
+	d.view.SetLocalSubnet(lease.Subnet)
+	gcfg := gossip.DefaultConfig()
+	gcfg.NodeName, gcfg.KeyFile, gcfg.Label, gcfg.Join, gcfg.Logger = cfg.NodeName, cfg.GossipKeyFile, cfg.GossipLabel, cfg.Join, d.log
+	gcfg.BindAddr, gcfg.BindPort, gcfg.AdvertiseAddr = gossipAddr.Addr(), int(gossipAddr.Port()), ul.publicIP
+	if d.member, err = gossip.NewMember(gcfg, d.view); err != nil {
+		return err
+	}
+	if err := d.member.SetMeta(d.meta(lease)); err != nil {
+		return err
+	}
+	d.prober = newProber(cfg.ProbeInterval, d.log)
+	d.metrics = newMetrics(d.gauges())
+	hs := &healthServer{addr: cfg.HealthAddr, log: d.log, live: d.live, ready: d.ready, peers: d.debugPeers, metrics: d.metrics}
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.keepLease(ctx) })
+	g.Go(func() error {
+		return d.mgr.Watch(ctx, func(set weftetcd.LeaseSet) {
+			d.view.SetLeases(set.Leases)
+			var addrs []netip.AddrPort
+			for _, l := range set.Leases {
+				if l.Attrs.GossipAddr.IsValid() && l.Attrs.NodeName != cfg.NodeName {
+					addrs = append(addrs, l.Attrs.GossipAddr)
+				}
+			}
+			d.member.JoinAddrs(addrs)
+		})
+	})
+	g.Go(func() error { return d.view.Run(ctx) })
+	g.Go(func() error { return d.member.Run(ctx) })
+	g.Go(func() error { return d.be.Run(ctx) })
+	g.Go(func() error { return d.rules.Run(ctx, cfg.RulesInterval) })
+	g.Go(func() error { return d.prober.Run(ctx) })
+	g.Go(func() error { return hs.Run(ctx) })
+	g.Go(func() error { return d.reloadKeysOnHUP(ctx) })
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	d.log.Info("weftd stopped; device, peers and rules stay in place for the next start", "err", err)
+	return err
+}
+
+func (d *Daemon) vxlanConfig(ul underlay) vxlan.Config {
+	mtu := d.cfg.MTU
+	if mtu == 0 {
+		mtu = d.netCfg.Backend.MTU
+	}
+	return vxlan.Config{
+		Device: d.cfg.DeviceName, VNI: d.netCfg.Backend.VNI, Port: d.netCfg.Backend.Port, MTU: mtu,
+		UnderlayLink: ul.link, LocalIP: ul.publicIP,
+		GBP: d.netCfg.Backend.GBP, Learning: d.netCfg.Backend.Learning, DirectRouting: d.netCfg.Backend.DirectRouting,
+		TxChecksumOffload: d.cfg.TxChecksumOffload, StateDir: d.cfg.StateDir, NodeName: d.cfg.NodeName,
+		ResyncInterval: d.cfg.ResyncInterval, Logger: d.log,
+	}
+}
+
+func (d *Daemon) meta(l *subnet.Lease) gossip.Meta {
+	return gossip.Meta{
+		NodeName: d.cfg.NodeName, Subnet: l.Subnet, PublicIP: l.Attrs.PublicIP, VtepMAC: l.Attrs.VtepMAC,
+		VNI: l.Attrs.VNI, AttrVersion: l.Attrs.AttrVersion,
+	}
+}
+
+func (d *Daemon) setLease(l *subnet.Lease) {
+	d.lease.Store(l)
+	d.leaseHeld.Store(l != nil)
+}
+
+// program is the view's sink: it hands the desired peer set to the backend.
+func (d *Daemon) program(peers []backend.Peer) {
+	start := time.Now()
+	err := d.be.SetPeers(peers)
+	d.metrics.observeReconcile(time.Since(start), err)
+	if err != nil {
+		msg := err.Error()
+		d.lastErr.Store(&msg)
+		d.log.Error("programming peers", "peers", len(peers), "err", err)
+	} else {
+		d.lastErr.Store(nil)
+	}
+	targets := make(map[netip.Addr]string, len(peers))
+	for _, p := range peers {
+		targets[p.Subnet.Addr()] = p.Name
+	}
+	d.prober.setTargets(targets)
+	d.programmed.Store(true)
+	d.updateReady()
+}
+
+// keepLease keeps the lease alive; when it is lost it re-acquires the same subnet if it is free, and
+// fails when the subnet went to another node.
+func (d *Daemon) keepLease(ctx context.Context) error {
+	for {
+		l := d.lease.Load()
+		err := d.mgr.KeepAlive(ctx, l)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !errors.Is(err, weftetcd.ErrLeaseLost) {
+			return err
+		}
+		d.metrics.leaseLosses.Inc()
+		d.log.Error("subnet lease lost; not ready until it is re-acquired", "subnet", l.Subnet, "err", err)
+		d.setLease(nil)
+		d.updateReady()
+		nl, err := d.mgr.Acquire(ctx, d.netCfg, d.attrs)
+		if err != nil {
+			return fmt.Errorf("re-acquire the lease of %s: %w", l.Subnet, err)
+		}
+		if nl.Subnet != l.Subnet {
+			return fmt.Errorf("%w: lost %s and now hold %s; restart weftd, and then restart the pods that hold addresses of %s",
+				ErrSubnetChanged, l.Subnet, nl.Subnet, l.Subnet)
+		}
+		d.log.Info("subnet lease re-acquired", "subnet", nl.Subnet)
+		d.setLease(nl)
+		if err := d.member.SetMeta(d.meta(nl)); err != nil {
+			d.log.Warn("gossip meta update", "err", err)
+		}
+		d.updateReady()
+	}
+}
+
+// ready reports why the node is not ready, or nil.
+func (d *Daemon) ready() error {
+	switch {
+	case !d.leaseHeld.Load():
+		return errors.New("no subnet lease held")
+	case !d.programmed.Load():
+		return errors.New("initial peer set not programmed yet")
+	}
+	if e := d.lastErr.Load(); e != nil {
+		return fmt.Errorf("last reconcile failed: %s", *e)
+	}
+	return nil
+}
+
+// live reports whether the daemon's loops are running.
+func (d *Daemon) live() error { return nil }
+
+// updateReady writes WEFT_READY to subnet.env when readiness changed.
+func (d *Daemon) updateReady() {
+	ready := d.ready() == nil
+	if d.readyLogged.Swap(ready) != ready {
+		if ready {
+			d.log.Info("ready: lease held, device up, peers programmed")
+		} else {
+			d.log.Warn("not ready", "why", d.ready())
+		}
+	}
+	if err := d.writeEnv(ready); err != nil {
+		d.log.Error("writing subnet file", "path", d.cfg.SubnetFile, "err", err)
+	}
+}
+
+func (d *Daemon) writeEnv(ready bool) error {
+	d.envMu.Lock()
+	defer d.envMu.Unlock()
+	l := d.lease.Load()
+	if l == nil {
+		if cur, err := subnet.ReadEnvFile(d.cfg.SubnetFile); err == nil && cur.Ready {
+			cur.Ready = false
+			return subnet.WriteEnvFile(d.cfg.SubnetFile, cur)
+		}
+		return nil
+	}
+	e := &subnet.Env{Network: d.netCfg.Network, Subnet: l.Subnet, MTU: d.be.MTU(), IPMasq: d.cfg.IPMasq, Ready: ready}
+	if cur, err := subnet.ReadEnvFile(d.cfg.SubnetFile); err == nil && *cur == *e {
+		return nil
+	}
+	return subnet.WriteEnvFile(d.cfg.SubnetFile, e)
+}
+
+func (d *Daemon) reloadKeysOnHUP(ctx context.Context) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			if err := d.member.ReloadKeys(); err != nil {
+				d.log.Error("reloading gossip keys", "file", d.cfg.GossipKeyFile, "err", err)
+			} else {
+				d.log.Info("gossip keys reloaded", "file", d.cfg.GossipKeyFile)
+			}
+		}
+	}
+}
+
+func newEtcdClient(cfg *Config) (*clientv3.Client, error) {
+	c := clientv3.Config{
+		Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second,
+		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
+		Username: cfg.EtcdUsername, Password: cfg.EtcdPassword,
+		Logger: zap.NewNop(),
+	}
+	if cfg.EtcdCertFile != "" || cfg.EtcdCAFile != "" {
+		tls, err := (transport.TLSInfo{CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile, TrustedCAFile: cfg.EtcdCAFile}).ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("etcd TLS: %w", err)
+		}
+		c.TLS = tls
+	}
+	cli, err := clientv3.New(c)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client for %v: %w", cfg.EtcdEndpoints, err)
+	}
+	return cli, nil
+}

@@ -1,0 +1,652 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/subnet"
+)
+
+var (
+	portsMu sync.Mutex
+	ports   = map[int]bool{}
+)
+
+// freePort returns a loopback port free for both TCP and UDP, never the same twice in this process.
+func freePort(t testing.TB) int {
+	t.Helper()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		if !ports[port] {
+			ports[port] = true
+			return port
+		}
+	}
+	t.Fatal("no free loopback port")
+	return 0
+}
+
+// testCluster is a set of in-process nodes, each with a Member and a View, on 127.0.0.1. It plays
+// etcd: leases lists every node's lease, and setLeases hands it to every view.
+type testCluster struct {
+	t      testing.TB
+	log    *slog.Logger
+	dir    string
+	mu     sync.Mutex
+	leases []subnet.Lease
+	nodes  []*testNode
+	// tweak adjusts each node's config before it starts.
+	tweak func(*Config)
+	// observe, when set, sees every member event of every node, before its view.
+	observe func(node string, s MemberState)
+}
+
+type testNode struct {
+	name   string
+	idx    int
+	cfg    Config
+	member *Member
+	view   *View
+	rec    *sinkRecorder
+	lease  subnet.Lease
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newTestCluster(t testing.TB) *testCluster {
+	c := &testCluster{t: t, log: testLogger(t, slog.LevelWarn), dir: t.TempDir()}
+	t.Cleanup(c.stopAll)
+	return c
+}
+
+// testConfig is DefaultConfig on loopback with a fast join retry and a short dead node reclaim
+// time (for the test that brings a failed node back at a new address).
+func (c *testCluster) testConfig(name string) Config {
+	cfg := DefaultConfig()
+	cfg.NodeName = name
+	cfg.BindAddr = netip.MustParseAddr("127.0.0.1")
+	cfg.BindPort = freePort(c.t)
+	cfg.Label = "weft-test"
+	cfg.JoinRetryInterval = 200 * time.Millisecond
+	cfg.DeadNodeReclaimTime = 500 * time.Millisecond
+	cfg.Logger = c.log
+	return cfg
+}
+
+// writeKeys writes a key file with the named test keys and returns its path.
+func (c *testCluster) writeKeys(file, names string) string {
+	path := filepath.Join(c.dir, file)
+	writeFile(c.t, path, keyLines(names), 0o600)
+	return path
+}
+
+type observerFunc func(MemberState)
+
+func (f observerFunc) ObserveMember(s MemberState) { f(s) }
+
+// start runs a new node with the given key file ("" for none) and returns it; the node's lease is
+// added to every view. It does not wait for the node to join.
+func (c *testCluster) start(name, keyFile string) *testNode {
+	c.t.Helper()
+	c.mu.Lock()
+	idx := len(c.nodes) + 1
+	c.mu.Unlock()
+	return c.startAs(name, keyFile, idx)
+}
+
+// startAs starts a node whose lease is the idx-th subnet, replacing any lease for that subnet.
+func (c *testCluster) startAs(name, keyFile string, idx int) *testNode {
+	c.t.Helper()
+	cfg := c.testConfig(name)
+	cfg.KeyFile = keyFile
+	if c.tweak != nil {
+		c.tweak(&cfg)
+	}
+	n := &testNode{name: name, idx: idx, cfg: cfg, rec: &sinkRecorder{}, done: make(chan error, 2)}
+	n.lease = lease(name, fmt.Sprintf("10.244.%d.0/24", idx), fmt.Sprintf("192.0.2.%d", idx),
+		fmt.Sprintf("02:00:00:00:01:%02x", idx), 100)
+	n.lease.Attrs.GossipAddr = cfg.Advertise()
+	vcfg := DefaultViewConfig()
+	vcfg.LocalNode = name
+	vcfg.Logger = c.log
+	var err error
+	if n.view, err = NewView(vcfg, n.rec.sink); err != nil {
+		c.t.Fatal(err)
+	}
+	n.view.SetLocalSubnet(n.lease.Subnet)
+	obs := observerFunc(func(s MemberState) {
+		if c.observe != nil {
+			c.observe(name, s)
+		}
+		n.view.ObserveMember(s)
+	})
+	if n.member, err = NewMember(cfg, obs); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := n.member.SetMeta(n.meta()); err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.nodes = append(c.nodes, n)
+	c.leases = append(slices.DeleteFunc(c.leases, func(l subnet.Lease) bool { return l.Subnet == n.lease.Subnet }), n.lease)
+	c.mu.Unlock()
+	c.setLeases()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	go func() { n.done <- n.view.Run(ctx) }()
+	go func() { n.done <- n.member.Run(ctx) }()
+	return n
+}
+
+// meta is the node's meta as its lease describes it.
+func (n *testNode) meta() Meta {
+	a := n.lease.Attrs
+	return Meta{NodeName: n.name, Subnet: n.lease.Subnet, PublicIP: a.PublicIP, VtepMAC: a.VtepMAC, VNI: a.VNI, AttrVersion: a.AttrVersion}
+}
+
+// stop stops the node and waits for it; idempotent.
+func (n *testNode) stop(t testing.TB) {
+	if n.cancel == nil {
+		return
+	}
+	n.cancel()
+	n.cancel = nil
+	for range 2 {
+		if err := <-n.done; err != nil {
+			t.Errorf("%s: %v", n.name, err)
+		}
+	}
+}
+
+func (c *testCluster) stopAll() {
+	var wg sync.WaitGroup
+	for _, n := range c.nodes {
+		wg.Go(func() { n.stop(c.t) })
+	}
+	wg.Wait()
+}
+
+// setLeases plays an etcd snapshot: every view gets the lease set and every member the gossip
+// addresses in it.
+func (c *testCluster) setLeases() {
+	c.mu.Lock()
+	leases := slices.Clone(c.leases)
+	nodes := slices.Clone(c.nodes)
+	c.mu.Unlock()
+	var addrs []netip.AddrPort
+	for _, l := range leases {
+		if l.Attrs.GossipAddr.IsValid() {
+			addrs = append(addrs, l.Attrs.GossipAddr)
+		}
+	}
+	for _, n := range nodes {
+		n.view.SetLeases(leases)
+		n.member.JoinAddrs(addrs)
+	}
+}
+
+// addLease adds a lease with no gossip member behind it and plays the etcd snapshot.
+func (c *testCluster) addLease(l subnet.Lease) {
+	c.mu.Lock()
+	c.leases = append(c.leases, l)
+	c.mu.Unlock()
+	c.setLeases()
+}
+
+// peerDetail returns what a node's view says about the peer with the given name.
+func peerDetail(n *testNode, name string) (PeerDetail, bool) {
+	for _, p := range n.view.Snapshot().Peers {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return PeerDetail{}, false
+}
+
+// waitViews polls until, in every node of nodes, the peer named target satisfies ok.
+// On timeout it reports each view's state of the peer.
+func waitViews(t testing.TB, limit time.Duration, nodes []*testNode, target, what string, ok func(PeerDetail) bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var bad []string
+		for _, n := range nodes {
+			if n.name == target {
+				continue
+			}
+			if p, found := peerDetail(n, target); !found || !ok(p) {
+				bad = append(bad, fmt.Sprintf("%s: %+v gossip=%+v", n.name, p, p.Gossip))
+			}
+		}
+		if len(bad) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %s; views:\n%s", limit, target, what, strings.Join(bad, "\n"))
+		}
+		<-tick.C
+	}
+}
+
+func alive(p PeerDetail) bool { return p.Liveness == LivenessAlive }
+
+// renderPeers renders a sink call, one peer a line.
+func renderPeers(peers []backend.Peer) string {
+	var b strings.Builder
+	for _, p := range peers {
+		fmt.Fprintf(&b, "%s %s %s %s\n", p.Subnet, p.Name, p.PublicIP, p.VtepMAC)
+	}
+	return b.String()
+}
+
+func TestClusterConvergence(t *testing.T) {
+	c := newTestCluster(t)
+	keys := c.writeKeys("keys", "A")
+	var nodes []*testNode
+	for i := range 4 {
+		nodes = append(nodes, c.start(fmt.Sprintf("node-%d", i+1), keys))
+	}
+	// A flannel node and a weft node whose gossip is down: programmed from etcd alone.
+	c.addLease(flannelLease("10.244.50.0/24", "192.0.2.50", "0e:00:00:00:00:50"))
+	c.addLease(lease("node-silent", "10.244.51.0/24", "192.0.2.51", "02:00:00:00:00:51", 1))
+
+	for _, target := range nodes {
+		waitViews(t, 10*time.Second, nodes, target.name, "alive everywhere", alive)
+	}
+	want := `10.244.1.0/24 node-1 192.0.2.1 02:00:00:00:01:01
+10.244.2.0/24 node-2 192.0.2.2 02:00:00:00:01:02
+10.244.3.0/24 node-3 192.0.2.3 02:00:00:00:01:03
+10.244.4.0/24 node-4 192.0.2.4 02:00:00:00:01:04
+10.244.50.0/24 192.0.2.50 192.0.2.50 0e:00:00:00:00:50
+10.244.51.0/24 node-silent 192.0.2.51 02:00:00:00:00:51
+`
+	for _, n := range nodes {
+		var wantN []string
+		for _, line := range strings.SplitAfter(want, "\n") {
+			if !strings.Contains(line, " "+n.name+" ") {
+				wantN = append(wantN, line)
+			}
+		}
+		n.rec.wait(t, n.name+"'s sink", func(p []backend.Peer) bool { return renderPeers(p) == strings.Join(wantN, "") })
+		st := n.view.Stats()
+		if st.Peers != 5 || st.PeersAlive != 3 || st.PeersWithoutGossip != 2 || st.Members != 3 || st.UsedClaims != 3 {
+			t.Errorf("%s view stats %+v", n.name, st)
+		}
+		if ms := n.member.Stats(); ms.Members != 4 || ms.Keys != 1 || ms.PrimaryKeyID != keyID(testKeys["A"]) {
+			t.Errorf("%s member stats %+v", n.name, ms)
+		}
+	}
+}
+
+func TestClusterLeave(t *testing.T) {
+	c := newTestCluster(t)
+	keys := c.writeKeys("keys", "A")
+	nodes := []*testNode{c.start("node-1", keys), c.start("node-2", keys), c.start("node-3", keys)}
+	waitViews(t, 10*time.Second, nodes, "node-3", "alive", alive)
+
+	nodes[2].stop(t)
+	rest := nodes[:2]
+	waitViews(t, 5*time.Second, rest, "node-3", "gone, route kept", func(p PeerDetail) bool {
+		return p.Liveness == LivenessUnreachable && p.Gossip.Status == StatusGone
+	})
+	for _, n := range rest {
+		n.rec.wait(t, n.name+" keeps node-3's route", func(p []backend.Peer) bool {
+			return strings.Contains(renderPeers(p), "node-3")
+		})
+	}
+
+	// The lease goes: so does the peer.
+	c.mu.Lock()
+	c.leases = slices.DeleteFunc(c.leases, func(l subnet.Lease) bool { return l.Attrs.NodeName == "node-3" })
+	c.mu.Unlock()
+	c.setLeases()
+	for _, n := range rest {
+		n.rec.wait(t, n.name+" drops node-3", func(p []backend.Peer) bool {
+			return len(p) == 1 && !strings.Contains(renderPeers(p), "node-3")
+		})
+	}
+}
+
+func TestClusterFailureDetection(t *testing.T) {
+	c := newTestCluster(t)
+	keys := c.writeKeys("keys", "A")
+	c.tweak = func(cfg *Config) { cfg.SkipLeave = cfg.NodeName == "node-4" }
+	var nodes []*testNode
+	for i := range 4 {
+		nodes = append(nodes, c.start(fmt.Sprintf("node-%d", i+1), keys))
+	}
+	waitViews(t, 10*time.Second, nodes, "node-4", "alive", alive)
+
+	stopped := time.Now()
+	nodes[3].stop(t)
+	rest := nodes[:3]
+	waitViews(t, 15*time.Second, rest, "node-4", "gone", func(p PeerDetail) bool {
+		return p.Liveness == LivenessUnreachable && p.Gossip.Status == StatusGone
+	})
+	detected := time.Now()
+	t.Logf("stopped member detected as failed everywhere after %s", detected.Sub(stopped).Round(time.Millisecond))
+
+	// It comes back under the same name at a new address and is accepted once the members'
+	// DeadNodeReclaimTime has passed since they declared it dead (sooner, they reject the new
+	// address as a conflict until the next push/pull).
+	reclaim := nodes[0].cfg.DeadNodeReclaimTime
+	waitFor(t, 2*reclaim, "the dead node reclaim time", func() bool { return time.Since(detected) > reclaim })
+	c.tweak = nil
+	back := c.startAs("node-4", keys, nodes[3].idx)
+	waitViews(t, 10*time.Second, rest, "node-4", "alive at its new address", func(p PeerDetail) bool {
+		return alive(p) && p.Gossip.Addr == back.cfg.Advertise()
+	})
+}
+
+func TestClusterRejectsOutsiders(t *testing.T) {
+	c := newTestCluster(t)
+	keys := c.writeKeys("keys", "A")
+	nodes := []*testNode{c.start("node-1", keys), c.start("node-2", keys)}
+	waitViews(t, 10*time.Second, nodes, "node-2", "alive", alive)
+
+	tests := []struct {
+		name  string
+		keys  string
+		label string
+	}{
+		{"wrong key", c.writeKeys("other", "B"), "weft-test"},
+		{"primary key unknown to the cluster", c.writeKeys("other-first", "B,A"), "weft-test"},
+		{"no key", "", "weft-test"},
+		{"wrong label", keys, "other-cluster"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c.tweak = func(cfg *Config) { cfg.Label = tt.label }
+			out := c.start(fmt.Sprintf("outsider-%d", i), tt.keys)
+			waitFor(t, 10*time.Second, "two failed join rounds", func() bool { return out.member.Stats().JoinFailures >= 2 })
+			if got := out.member.Stats().Members; got != 1 {
+				t.Errorf("outsider sees %d members", got)
+			}
+			for _, n := range nodes {
+				if got := n.member.Stats().Members; got != 2 {
+					t.Errorf("%s sees %d members", n.name, got)
+				}
+				if p, _ := peerDetail(n, out.name); p.Gossip != nil {
+					t.Errorf("%s heard from the outsider: %+v", n.name, p.Gossip)
+				}
+			}
+			out.stop(t)
+		})
+	}
+}
+
+func TestClusterKeyRotation(t *testing.T) {
+	c := newTestCluster(t)
+	var mu sync.Mutex
+	var downs []string
+	c.observe = func(node string, s MemberState) {
+		if s.Status != StatusAlive {
+			mu.Lock()
+			downs = append(downs, fmt.Sprintf("%s saw %s %s", node, s.Name, s.Status))
+			mu.Unlock()
+		}
+	}
+	var nodes []*testNode
+	for i := range 3 {
+		name := fmt.Sprintf("node-%d", i+1)
+		nodes = append(nodes, c.start(name, c.writeKeys(name, "A")))
+	}
+	for _, n := range nodes {
+		waitViews(t, 10*time.Second, nodes, n.name, "alive", alive)
+	}
+
+	// The documented procedure, one node at a time: install B, make B primary, drop A. After each
+	// node's reload, a meta change must reach every other node.
+	version := int64(100)
+	for _, step := range []string{"A,B", "B,A", "B"} {
+		for _, n := range nodes {
+			c.writeKeys(n.name, step)
+			if err := n.member.ReloadKeys(); err != nil {
+				t.Fatalf("%s reload %s: %v", n.name, step, err)
+			}
+			version++
+			meta := n.meta()
+			meta.AttrVersion = version
+			meta.VtepMAC = mac(fmt.Sprintf("02:00:00:00:%02x:%02x", version&0xff, n.idx))
+			if err := n.member.SetMeta(meta); err != nil {
+				t.Fatal(err)
+			}
+			waitViews(t, 10*time.Second, nodes, n.name, fmt.Sprintf("MAC %s after keys %s", meta.VtepMAC, step),
+				func(p PeerDetail) bool { return p.VtepMAC == meta.VtepMAC.String() })
+		}
+	}
+	for _, n := range nodes {
+		if st := n.member.Stats(); st.Keys != 1 || st.PrimaryKeyID != keyID(testKeys["B"]) || st.KeyReloads != 3 {
+			t.Errorf("%s member stats after rotation: %+v", n.name, st)
+		}
+	}
+	mu.Lock()
+	if len(downs) > 0 {
+		t.Errorf("members went down during the rotation: %v", downs)
+	}
+	mu.Unlock()
+
+	// The cluster now admits B only.
+	c.observe = nil
+	newcomer := c.start("node-new", c.writeKeys("new", "B"))
+	waitViews(t, 10*time.Second, nodes, newcomer.name, "alive", alive)
+	stale := c.start("node-stale", c.writeKeys("stale", "A"))
+	waitFor(t, 10*time.Second, "the stale node's join failures", func() bool { return stale.member.Stats().JoinFailures >= 2 })
+	if got := stale.member.Stats().Members; got != 1 {
+		t.Errorf("a node with the retired key sees %d members", got)
+	}
+}
+
+func TestReloadKeysErrors(t *testing.T) {
+	c := newTestCluster(t)
+	path := c.writeKeys("keys", "A")
+	cfg := c.testConfig("node-1")
+	cfg.KeyFile = path
+	m, err := NewMember(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, path, "garbage\n", 0o600)
+	if err := m.ReloadKeys(); !errors.Is(err, ErrInvalidKeyFile) {
+		t.Fatalf("bad file: %v", err)
+	}
+	if st := m.Stats(); st.Keys != 1 || st.PrimaryKeyID != keyID(testKeys["A"]) {
+		t.Fatalf("a failed reload changed the keyring: %+v", st)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.ReloadKeys(); !errors.Is(err, ErrInvalidKeyFile) || !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing file: %v", err)
+	}
+	cfg.KeyFile = ""
+	plain, err := NewMember(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.ReloadKeys(); !errors.Is(err, ErrNoKeyFile) {
+		t.Fatalf("no key file: %v", err)
+	}
+	cfg.KeyFile = filepath.Join(c.dir, "missing")
+	if _, err := NewMember(cfg, nil); !errors.Is(err, ErrInvalidKeyFile) {
+		t.Fatalf("NewMember with a missing key file: %v", err)
+	}
+}
+
+func TestClusterAttributeChangesWithoutEtcd(t *testing.T) {
+	c := newTestCluster(t)
+	keys := c.writeKeys("keys", "A")
+	nodes := []*testNode{c.start("node-1", keys), c.start("node-2", keys), c.start("node-3", keys)}
+	for _, n := range nodes {
+		waitViews(t, 10*time.Second, nodes, n.name, "alive", alive)
+	}
+	// From here on etcd is cut off: no view gets another SetLeases.
+	b := nodes[1]
+	meta := b.meta()
+	tests := []struct {
+		name string
+		edit func(*Meta)
+		want string
+	}{
+		{"VTEP MAC", func(m *Meta) { m.VtepMAC = mac("02:00:00:00:99:02") }, "10.244.2.0/24 node-2 192.0.2.2 02:00:00:00:99:02"},
+		{"public IP", func(m *Meta) { m.PublicIP = netip.MustParseAddr("198.51.100.2") }, "10.244.2.0/24 node-2 198.51.100.2 02:00:00:00:99:02"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.edit(&meta)
+			meta.AttrVersion++
+			if err := b.member.SetMeta(meta); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []*testNode{nodes[0], nodes[2]} {
+				n.rec.wait(t, n.name+" programs "+tt.want, func(p []backend.Peer) bool {
+					return strings.Contains(renderPeers(p), tt.want+"\n")
+				})
+				if p, _ := peerDetail(n, b.name); p.Source != SourceGossip || p.Etcd.VtepMAC != "02:00:00:00:01:02" {
+					t.Errorf("%s: %+v, want gossip attributes over the unchanged lease", n.name, p)
+				}
+			}
+		})
+	}
+}
+
+func TestClusterSpoofedClaim(t *testing.T) {
+	c := newTestCluster(t)
+	keys := c.writeKeys("keys", "A")
+	nodes := []*testNode{c.start("node-1", keys), c.start("node-2", keys)}
+	mallory := c.start("mallory", keys)
+	// mallory holds the key but no lease in etcd; she claims node-2's subnet with a newer version.
+	c.mu.Lock()
+	c.leases = slices.DeleteFunc(c.leases, func(l subnet.Lease) bool { return l.Attrs.NodeName == "mallory" })
+	c.mu.Unlock()
+	c.setLeases()
+	spoof := nodes[1].meta()
+	spoof.NodeName = "mallory"
+	spoof.VtepMAC = mac("02:66:66:66:66:66")
+	spoof.AttrVersion = 1 << 40
+	if err := mallory.member.SetMeta(spoof); err != nil {
+		t.Fatal(err)
+	}
+	n1 := nodes[0]
+	waitFor(t, 10*time.Second, "node-1 to reject mallory's claim", func() bool {
+		for _, m := range n1.view.Snapshot().Members {
+			if m.Name == "mallory" && m.Claim == ClaimRejected {
+				return true
+			}
+		}
+		return false
+	})
+	if st := n1.view.Stats(); st.RejectedClaims != 1 || st.RejectedClaimsTotal < 1 {
+		t.Errorf("stats %+v, want mallory's claim rejected", st)
+	}
+	if p, _ := peerDetail(n1, "node-2"); p.VtepMAC != "02:00:00:00:01:02" || !alive(p) {
+		t.Errorf("node-2's peer after the spoof: %+v", p)
+	}
+	n1.rec.wait(t, "node-1's sink", func(p []backend.Peer) bool {
+		return renderPeers(p) == "10.244.2.0/24 node-2 192.0.2.2 02:00:00:00:01:02\n"
+	})
+}
+
+func TestClusterJoinSkipsDeadAddresses(t *testing.T) {
+	c := newTestCluster(t)
+	keys := c.writeKeys("keys", "A")
+	// Leases of dead nodes: their gossip ports refuse connections.
+	for i := range 6 {
+		l := lease(fmt.Sprintf("dead-%d", i), fmt.Sprintf("10.244.%d.0/24", 100+i), "192.0.2.200", "02:00:00:00:00:c8", 1)
+		l.Attrs.GossipAddr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(freePort(t)))
+		c.addLease(l)
+	}
+	// node-1 starts alone; node-2 comes up later and both find each other among the dead.
+	n1 := c.start("node-1", keys)
+	waitFor(t, 10*time.Second, "node-1 to try joining", func() bool { return n1.member.Stats().JoinFailures >= 1 })
+	n2 := c.start("node-2", keys)
+	nodes := []*testNode{n1, n2}
+	waitViews(t, 10*time.Second, nodes, "node-1", "alive", alive)
+	waitViews(t, 10*time.Second, nodes, "node-2", "alive", alive)
+	for _, n := range nodes {
+		if st := n.view.Stats(); st.Peers != 7 || st.PeersWithoutGossip != 6 {
+			t.Errorf("%s: %+v", n.name, st)
+		}
+	}
+}
+
+func TestMemberRunTwice(t *testing.T) {
+	c := newTestCluster(t)
+	n := c.start("node-1", "")
+	waitFor(t, 5*time.Second, "node-1 running", func() bool { return n.member.Stats().Members == 1 })
+	if err := n.member.Run(context.Background()); !errors.Is(err, ErrStarted) {
+		t.Fatalf("second Run: %v", err)
+	}
+}
+
+func TestSetMetaErrors(t *testing.T) {
+	c := newTestCluster(t)
+	m, err := NewMember(c.testConfig("node-1"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := testMeta("node-2", "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:02", 1)
+	if err := m.SetMeta(meta); !errors.Is(err, ErrInvalidMeta) || !strings.Contains(err.Error(), `NodeName="node-2": must be the member name "node-1"`) {
+		t.Fatalf("foreign name: %v", err)
+	}
+	meta.NodeName = "node-1"
+	meta.VNI = 0
+	if err := m.SetMeta(meta); !errors.Is(err, ErrInvalidMeta) || !strings.Contains(err.Error(), "VNI=0") {
+		t.Fatalf("bad VNI: %v", err)
+	}
+}
+
+func TestMemberlistLogAdapter(t *testing.T) {
+	var b strings.Builder
+	l := memberlistLogger(slog.New(slog.NewTextHandler(&b, &slog.HandlerOptions{
+		Level:       slog.LevelDebug,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr { return dropTime(a) },
+	})))
+	l.Printf("[WARN] memberlist: Refuting a suspect message (from: %s)", "node-2")
+	l.Printf("no level here")
+	want := `level=DEBUG msg="Refuting a suspect message (from: node-2)" memberlist_level=WARN
+level=DEBUG msg="no level here" memberlist_level=""
+`
+	if b.String() != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+	var quiet strings.Builder
+	memberlistLogger(slog.New(slog.NewTextHandler(&quiet, nil))).Printf("[DEBUG] memberlist: chatter")
+	if quiet.Len() != 0 {
+		t.Fatalf("logged below the handler's level: %q", quiet.String())
+	}
+}
+
+func dropTime(a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey {
+		return slog.Attr{}
+	}
+	return a
+}

@@ -1,0 +1,39 @@
+// Package gossip runs weft's memberlist cluster among the nodes and merges what it hears with the
+// etcd lease set into the peer view that the backend programs.
+//
+// Three parts, wired together by the daemon:
+//
+//   - Meta is what a node advertises about itself in its memberlist meta: name, subnet, public IP,
+//     VTEP MAC, VNI and the AttrVersion of its lease attributes, in a compact, versioned binary form.
+//   - Member runs the memberlist instance: encryption keyring loaded from a key file and rotated by
+//     ReloadKeys, cluster label, background joins to the gossip addresses found in etcd, and member
+//     events handed to an Observer.
+//   - View is the Observer that turns the authoritative etcd lease set (SetLeases) plus gossip claims
+//     into the full desired peer set for backend.Backend.SetPeers, coalescing bursts of changes.
+//
+// Gossip never decides who owns a subnet: a gossip claim "node X has subnet S" is used only when the
+// etcd lease for S names X. See docs/gossip.md.
+//
+// The package imports neither the etcd client nor prometheus; Member.Stats and View.Stats return
+// snapshots that the daemon exports as metrics.
+package gossip
+
+import "errors"
+
+// Sentinel errors. Every error this package returns for bad input wraps one of them and names the
+// field and the value at fault.
+var (
+	// ErrInvalidConfig marks a Config or ViewConfig that does not validate.
+	ErrInvalidConfig = errors.New("invalid gossip config")
+	// ErrInvalidMeta marks member meta that does not encode, parse or validate.
+	ErrInvalidMeta = errors.New("invalid gossip meta")
+	// ErrMetaVersion marks meta written in a format version this weft cannot read. It is always
+	// returned together with ErrInvalidMeta.
+	ErrMetaVersion = errors.New("unsupported gossip meta version")
+	// ErrInvalidKeyFile marks a key file that cannot be read or holds a bad key.
+	ErrInvalidKeyFile = errors.New("invalid gossip key file")
+	// ErrNoKeyFile is returned by Member.ReloadKeys when the member runs without a key file.
+	ErrNoKeyFile = errors.New("no gossip key file configured")
+	// ErrStarted is returned by Member.Run when the member was already run once.
+	ErrStarted = errors.New("gossip member already started")
+)

@@ -1,0 +1,415 @@
+package gossip
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/subnet"
+)
+
+// testWriter sends log lines to t.Log until the test ends.
+type testWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+// testLogger logs at level and above to the test log. Register it before anything that logs, so
+// its cleanup runs last.
+func testLogger(t testing.TB, level slog.Level) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+func mac(s string) net.HardwareAddr {
+	hw, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return hw
+}
+
+func lease(node, sn, ip, hw string, attrVersion int64) subnet.Lease {
+	return subnet.Lease{
+		Subnet: netip.MustParsePrefix(sn),
+		Attrs: subnet.LeaseAttrs{
+			PublicIP: netip.MustParseAddr(ip), BackendType: subnet.BackendVXLAN, VNI: 1, VtepMAC: mac(hw),
+			Format: subnet.LeaseFormat, NodeName: node, AttrVersion: attrVersion,
+		},
+		EtcdLease: 42,
+	}
+}
+
+func flannelLease(sn, ip, hw string) subnet.Lease {
+	l := lease("", sn, ip, hw, 0)
+	l.Attrs.Format = 0
+	return l
+}
+
+func claim(node string, status MemberStatus, sn, ip, hw string, attrVersion int64) MemberState {
+	m := testMeta(node, sn, ip, hw, attrVersion)
+	return MemberState{Name: node, Addr: netip.MustParseAddrPort(ip + ":7946"), Status: status, Meta: &m}
+}
+
+func renderView(v *View) string {
+	var b strings.Builder
+	snap := v.Snapshot()
+	for _, p := range snap.Peers {
+		fmt.Fprintf(&b, "peer %s %s %s %s source=%s liveness=%s\n", p.Subnet, p.Name, p.PublicIP, p.VtepMAC, p.Source, p.Liveness)
+	}
+	for _, m := range snap.Members {
+		fmt.Fprintf(&b, "member %s %s %s claim=%s", m.Name, m.Status, prefixString(m.Subnet), m.Claim)
+		if m.Reason != "" {
+			fmt.Fprintf(&b, " (%s)", m.Reason)
+		}
+		b.WriteString("\n")
+	}
+	s := v.Stats()
+	fmt.Fprintf(&b, "stats peers=%d etcd=%d gossip=%d alive=%d unreachable=%d nogossip=%d invalid=%d members=%d used=%d pending=%d rejected=%d rejected_total=%d\n",
+		s.Peers, s.PeersFromEtcd, s.PeersFromGossip, s.PeersAlive, s.PeersUnreachable, s.PeersWithoutGossip,
+		s.InvalidLeases, s.Members, s.UsedClaims, s.PendingClaims, s.RejectedClaims, s.RejectedClaimsTotal)
+	return b.String()
+}
+
+func newTestView(t testing.TB, sink func([]backend.Peer)) *View {
+	t.Helper()
+	cfg := DefaultViewConfig()
+	cfg.LocalNode = "local"
+	cfg.Logger = testLogger(t, slog.LevelWarn)
+	if sink == nil {
+		sink = func([]backend.Peer) {}
+	}
+	v, err := NewView(cfg, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// The standard lease set: this node, two weft nodes and a flannel node.
+var (
+	leaseLocal   = lease("local", "10.244.0.0/24", "192.0.2.1", "02:00:00:00:00:01", 10)
+	leaseB       = lease("node-b", "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:02", 10)
+	leaseC       = lease("node-c", "10.244.3.0/24", "192.0.2.3", "02:00:00:00:00:03", 10)
+	leaseFlannel = flannelLease("10.244.9.0/24", "192.0.2.9", "0e:00:00:00:00:09")
+	stdLeases    = []subnet.Lease{leaseLocal, leaseB, leaseC, leaseFlannel}
+)
+
+func TestViewRules(t *testing.T) {
+	type step func(v *View)
+	setLeases := func(ls ...subnet.Lease) step { return func(v *View) { v.SetLeases(ls) } }
+	observe := func(s MemberState) step { return func(v *View) { v.ObserveMember(s) } }
+	localSubnet := func(p string) step { return func(v *View) { v.SetLocalSubnet(netip.MustParsePrefix(p)) } }
+	tests := []struct {
+		name  string
+		steps []step
+		want  string
+	}{{
+		name:  "leases without gossip members are peers, the local one is not",
+		steps: []step{setLeases(stdLeases...)},
+		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:02 source=etcd liveness=unknown
+peer 10.244.3.0/24 node-c 192.0.2.3 02:00:00:00:00:03 source=etcd liveness=unknown
+peer 10.244.9.0/24 192.0.2.9 192.0.2.9 0e:00:00:00:00:09 source=etcd liveness=unknown
+stats peers=3 etcd=3 gossip=0 alive=0 unreachable=0 nogossip=3 invalid=0 members=0 used=0 pending=0 rejected=0 rejected_total=0
+`,
+	}, {
+		name: "matching claims report liveness; the higher AttrVersion wins, a tie keeps etcd",
+		steps: []step{
+			setLeases(stdLeases...),
+			observe(claim("node-b", StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:02", 10)),
+			observe(claim("node-c", StatusAlive, "10.244.3.0/24", "192.0.2.3", "02:00:00:00:00:33", 5)),
+			observe(claim("local", StatusAlive, "10.244.0.0/24", "192.0.2.1", "02:00:00:00:00:01", 10)),
+		},
+		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:02 source=etcd liveness=alive
+peer 10.244.3.0/24 node-c 192.0.2.3 02:00:00:00:00:03 source=etcd liveness=alive
+peer 10.244.9.0/24 192.0.2.9 192.0.2.9 0e:00:00:00:00:09 source=etcd liveness=unknown
+member node-b alive 10.244.2.0/24 claim=used
+member node-c alive 10.244.3.0/24 claim=used
+stats peers=3 etcd=3 gossip=0 alive=2 unreachable=0 nogossip=1 invalid=0 members=2 used=2 pending=0 rejected=0 rejected_total=0
+`,
+	}, {
+		name: "newer MAC and public IP from gossip apply without etcd",
+		steps: []step{
+			setLeases(stdLeases...),
+			observe(claim("node-b", StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:22", 11)),
+			observe(claim("node-c", StatusAlive, "10.244.3.0/24", "192.0.2.33", "02:00:00:00:00:03", 12)),
+		},
+		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:22 source=gossip liveness=alive
+peer 10.244.3.0/24 node-c 192.0.2.33 02:00:00:00:00:03 source=gossip liveness=alive
+peer 10.244.9.0/24 192.0.2.9 192.0.2.9 0e:00:00:00:00:09 source=etcd liveness=unknown
+member node-b alive 10.244.2.0/24 claim=used
+member node-c alive 10.244.3.0/24 claim=used
+stats peers=3 etcd=1 gossip=2 alive=2 unreachable=0 nogossip=1 invalid=0 members=2 used=2 pending=0 rejected=0 rejected_total=0
+`,
+	}, {
+		name: "a newer lease wins over older gossip",
+		steps: []step{
+			setLeases(stdLeases...),
+			observe(claim("node-b", StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:22", 11)),
+			setLeases(leaseLocal, lease("node-b", "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:44", 12)),
+		},
+		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:44 source=etcd liveness=alive
+member node-b alive 10.244.2.0/24 claim=used
+stats peers=1 etcd=1 gossip=0 alive=1 unreachable=0 nogossip=0 invalid=0 members=1 used=1 pending=0 rejected=0 rejected_total=0
+`,
+	}, {
+		name: "spoofed claims are rejected and counted once",
+		steps: []step{
+			setLeases(stdLeases...),
+			localSubnet("10.244.0.0/24"),
+			observe(claim("node-x", StatusAlive, "10.244.2.0/24", "192.0.2.66", "02:00:00:00:00:66", 99)),
+			observe(claim("node-x", StatusAlive, "10.244.2.0/24", "192.0.2.66", "02:00:00:00:00:66", 99)),
+			observe(claim("node-y", StatusAlive, "10.244.9.0/24", "192.0.2.67", "02:00:00:00:00:67", 99)),
+			observe(claim("node-z", StatusAlive, "10.244.0.0/24", "192.0.2.68", "02:00:00:00:00:68", 99)),
+			observe(MemberState{Name: "node-w", Status: StatusAlive, Meta: func() *Meta {
+				m := testMeta("node-c", "10.244.3.0/24", "192.0.2.69", "02:00:00:00:00:69", 99)
+				return &m
+			}()}),
+		},
+		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:02 source=etcd liveness=unknown
+peer 10.244.3.0/24 node-c 192.0.2.3 02:00:00:00:00:03 source=etcd liveness=unknown
+peer 10.244.9.0/24 192.0.2.9 192.0.2.9 0e:00:00:00:00:09 source=etcd liveness=unknown
+member node-w alive 10.244.3.0/24 claim=rejected (meta names node "node-c")
+member node-x alive 10.244.2.0/24 claim=rejected (subnet leased to "node-b")
+member node-y alive 10.244.9.0/24 claim=rejected (subnet leased without a node name (written by flannel))
+member node-z alive 10.244.0.0/24 claim=rejected (subnet is this node's)
+stats peers=3 etcd=3 gossip=0 alive=0 unreachable=0 nogossip=3 invalid=0 members=4 used=0 pending=0 rejected=4 rejected_total=4
+`,
+	}, {
+		name: "a claim without a lease waits for etcd",
+		steps: []step{
+			setLeases(stdLeases...),
+			observe(claim("node-d", StatusAlive, "10.244.4.0/24", "192.0.2.4", "02:00:00:00:00:04", 10)),
+		},
+		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:02 source=etcd liveness=unknown
+peer 10.244.3.0/24 node-c 192.0.2.3 02:00:00:00:00:03 source=etcd liveness=unknown
+peer 10.244.9.0/24 192.0.2.9 192.0.2.9 0e:00:00:00:00:09 source=etcd liveness=unknown
+member node-d alive 10.244.4.0/24 claim=pending (no lease for the subnet yet)
+stats peers=3 etcd=3 gossip=0 alive=0 unreachable=0 nogossip=3 invalid=0 members=1 used=0 pending=1 rejected=0 rejected_total=0
+`,
+	}, {
+		name: "etcd confirms a pending claim",
+		steps: []step{
+			observe(claim("node-d", StatusAlive, "10.244.4.0/24", "192.0.2.4", "02:00:00:00:00:04", 11)),
+			setLeases(leaseLocal, lease("node-d", "10.244.4.0/24", "192.0.2.4", "02:00:00:00:00:04", 10)),
+		},
+		want: `peer 10.244.4.0/24 node-d 192.0.2.4 02:00:00:00:00:04 source=gossip liveness=alive
+member node-d alive 10.244.4.0/24 claim=used
+stats peers=1 etcd=0 gossip=1 alive=1 unreachable=0 nogossip=0 invalid=0 members=1 used=1 pending=0 rejected=0 rejected_total=0
+`,
+	}, {
+		name: "members that leave or fail keep their routes until the lease goes",
+		steps: []step{
+			setLeases(stdLeases...),
+			observe(claim("node-b", StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:22", 11)),
+			observe(claim("node-c", StatusAlive, "10.244.3.0/24", "192.0.2.3", "02:00:00:00:00:03", 10)),
+			observe(claim("node-d", StatusAlive, "10.244.4.0/24", "192.0.2.4", "02:00:00:00:00:04", 10)),
+			observe(claim("node-b", StatusGone, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:22", 11)),
+			observe(claim("node-c", StatusGone, "10.244.3.0/24", "192.0.2.3", "02:00:00:00:00:03", 10)),
+			observe(claim("node-d", StatusGone, "10.244.4.0/24", "192.0.2.4", "02:00:00:00:00:04", 10)),
+		},
+		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:22 source=gossip liveness=unreachable
+peer 10.244.3.0/24 node-c 192.0.2.3 02:00:00:00:00:03 source=etcd liveness=unreachable
+peer 10.244.9.0/24 192.0.2.9 192.0.2.9 0e:00:00:00:00:09 source=etcd liveness=unknown
+member node-b gone 10.244.2.0/24 claim=used
+member node-c gone 10.244.3.0/24 claim=used
+stats peers=3 etcd=2 gossip=1 alive=0 unreachable=2 nogossip=1 invalid=0 members=0 used=2 pending=0 rejected=0 rejected_total=0
+`,
+	}, {
+		name: "a peer goes with its lease, and its failed member with it",
+		steps: []step{
+			setLeases(stdLeases...),
+			observe(claim("node-b", StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:02", 10)),
+			observe(claim("node-b", StatusGone, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:02", 10)),
+			setLeases(leaseLocal, leaseC),
+		},
+		want: `peer 10.244.3.0/24 node-c 192.0.2.3 02:00:00:00:00:03 source=etcd liveness=unknown
+stats peers=1 etcd=1 gossip=0 alive=0 unreachable=0 nogossip=1 invalid=0 members=0 used=0 pending=0 rejected=0 rejected_total=0
+`,
+	}, {
+		name: "a subnet that changes owner rejects the old owner's claim",
+		steps: []step{
+			setLeases(stdLeases...),
+			observe(claim("node-b", StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:22", 11)),
+			setLeases(leaseLocal, lease("node-e", "10.244.2.0/24", "192.0.2.5", "02:00:00:00:00:05", 20)),
+		},
+		want: `peer 10.244.2.0/24 node-e 192.0.2.5 02:00:00:00:00:05 source=etcd liveness=unknown
+member node-b alive 10.244.2.0/24 claim=rejected (subnet leased to "node-e")
+stats peers=1 etcd=1 gossip=0 alive=0 unreachable=0 nogossip=1 invalid=0 members=1 used=0 pending=0 rejected=1 rejected_total=1
+`,
+	}, {
+		name: "the local subnet is never a peer, whoever the lease names",
+		steps: []step{
+			setLeases(lease("other", "10.244.0.0/24", "192.0.2.7", "02:00:00:00:00:07", 1), leaseB),
+			localSubnet("10.244.0.0/24"),
+		},
+		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:02 source=etcd liveness=unknown
+stats peers=1 etcd=1 gossip=0 alive=0 unreachable=0 nogossip=1 invalid=0 members=0 used=0 pending=0 rejected=0 rejected_total=0
+`,
+	}, {
+		name: "leases that cannot be programmed and members without meta",
+		steps: []step{
+			setLeases(leaseB, func() subnet.Lease {
+				l := flannelLease("10.244.8.0/24", "192.0.2.8", "0e:00:00:00:00:08")
+				l.Attrs.BackendType = "host-gw"
+				return l
+			}(), lease("node-f", "10.244.6.1/24", "192.0.2.6", "02:00:00:00:00:06", 1)),
+			observe(MemberState{Name: "node-g", Status: StatusAlive, MetaErr: fmt.Errorf("%w: member advertises none", ErrInvalidMeta)}),
+		},
+		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:02 source=etcd liveness=unknown
+member node-g alive "" claim=none (invalid gossip meta: member advertises none)
+stats peers=1 etcd=1 gossip=0 alive=0 unreachable=0 nogossip=1 invalid=2 members=1 used=0 pending=0 rejected=0 rejected_total=0
+`,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newTestView(t, nil)
+			for _, s := range tt.steps {
+				s(v)
+			}
+			if got := renderView(v); got != tt.want {
+				t.Fatalf("view:\n%s\nwant:\n%s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestViewConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*ViewConfig)
+		want string
+	}{
+		{"no local node", func(c *ViewConfig) { c.LocalNode = "" }, "LocalNode is empty"},
+		{"no quiet", func(c *ViewConfig) { c.Quiet = 0 }, "Quiet=0s: must be positive"},
+		{"max below quiet", func(c *ViewConfig) { c.MaxDelay = time.Millisecond }, "MaxDelay=1ms: must be at least Quiet=20ms"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := DefaultViewConfig()
+			c.LocalNode = "local"
+			tt.edit(&c)
+			if _, err := NewView(c, func([]backend.Peer) {}); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want one mentioning %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// sinkRecorder records the peer sets a view delivers.
+type sinkRecorder struct {
+	mu    sync.Mutex
+	calls [][]backend.Peer
+}
+
+func (r *sinkRecorder) sink(p []backend.Peer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, p)
+}
+
+// wait polls until the last delivered set satisfies ok, and returns the number of calls.
+func (r *sinkRecorder) wait(t *testing.T, what string, ok func([]backend.Peer) bool) int {
+	t.Helper()
+	var n int
+	waitFor(t, 10*time.Second, what, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		n = len(r.calls)
+		return n > 0 && ok(r.calls[n-1])
+	})
+	return n
+}
+
+// waitFor polls cond every few milliseconds until it holds or the deadline passes.
+func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		<-tick.C
+	}
+}
+
+func runView(t *testing.T, v *View) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- v.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("view Run: %v", err)
+		}
+	})
+}
+
+func TestViewCoalescing(t *testing.T) {
+	var rec sinkRecorder
+	v := newTestView(t, rec.sink)
+	runView(t, v)
+
+	const n = 100
+	var leases []subnet.Lease
+	for i := range n {
+		leases = append(leases, lease(fmt.Sprintf("node-%d", i), fmt.Sprintf("10.244.%d.0/24", i+1),
+			fmt.Sprintf("192.0.2.%d", i+1), fmt.Sprintf("02:00:00:00:00:%02x", i+1), 10))
+	}
+	v.SetLeases(leases)
+	before := rec.wait(t, "the lease set", func(p []backend.Peer) bool { return len(p) == n })
+
+	for i := range n {
+		v.ObserveMember(claim(fmt.Sprintf("node-%d", i), StatusAlive, fmt.Sprintf("10.244.%d.0/24", i+1),
+			fmt.Sprintf("192.0.2.%d", i+1), fmt.Sprintf("06:00:00:00:00:%02x", i+1), 11))
+	}
+	after := rec.wait(t, "every gossip MAC", func(p []backend.Peer) bool {
+		for _, peer := range p {
+			if peer.VtepMAC[0] != 6 {
+				return false
+			}
+		}
+		return len(p) == n
+	})
+	if calls := after - before; calls > 5 {
+		t.Fatalf("%d member events caused %d sink calls, want a handful", n, calls)
+	}
+	if got := v.Stats().SinkCalls; got != uint64(after) {
+		t.Fatalf("Stats().SinkCalls=%d, the sink saw %d", got, after)
+	}
+
+	// Events that change nothing the backend programs do not reach it.
+	for i := range n {
+		v.ObserveMember(claim(fmt.Sprintf("node-%d", i), StatusGone, fmt.Sprintf("10.244.%d.0/24", i+1),
+			fmt.Sprintf("192.0.2.%d", i+1), fmt.Sprintf("06:00:00:00:00:%02x", i+1), 11))
+	}
+	v.SetLeases(leases[1:])
+	final := rec.wait(t, "the shrunk lease set", func(p []backend.Peer) bool { return len(p) == n-1 })
+	if final != after+1 {
+		t.Fatalf("%d sink calls after the failures and one lease removal, want 1", final-after)
+	}
+}

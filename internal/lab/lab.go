@@ -1,0 +1,284 @@
+// Package lab builds a weft fabric on one machine out of network namespaces: an underlay namespace
+// with a bridge, an embedded etcd in a child process on that underlay, one namespace per node running
+// weftd, and pod namespaces attached through the weft CNI plugin. `weftctl demo` and the end-to-end
+// tests both use it. Everything it creates is recorded in a state file so that Down removes it all,
+// even after a crash.
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/weft-net/weft/internal/nsutil"
+)
+
+// Errors.
+var (
+	// ErrNotRoot is returned when the lab is started by a user who cannot create namespaces.
+	ErrNotRoot = errors.New("the lab creates network namespaces and links: run it as root")
+	// ErrNoLab is returned by Load when no lab state exists in the directory.
+	ErrNoLab = errors.New("no lab is running here")
+)
+
+// Options shape the lab.
+type Options struct {
+	// Dir holds the state file, per-node files and logs. It is removed by Down.
+	Dir string
+	// Prefix starts every namespace name, so that labs do not collide.
+	Prefix string
+	// BinDir holds weftd, weftctl, weft and portmap.
+	BinDir string
+	// Conflist is the CNI conflist template (etc/10-weft.conflist).
+	Conflist string
+	// PodNetwork is the cluster pod network written to etcd.
+	PodNetwork netip.Prefix
+	// Underlay is the /24 of the underlay bridge; .1 is etcd's address, nodes start at .11.
+	Underlay netip.Prefix
+	// Log receives progress lines.
+	Log io.Writer
+}
+
+// State is what the lab created, persisted in Dir/lab.json.
+type State struct {
+	Dir        string
+	Prefix     string
+	BinDir     string
+	Conflist   string
+	PodNetwork netip.Prefix
+	Underlay   netip.Prefix
+	Netns      []string
+	Procs      map[string]int
+	Nodes      []*Node
+	Pods       []*Pod
+}
+
+// Node is one weft node of the lab.
+type Node struct {
+	Name      string
+	Netns     string
+	IP        netip.Addr
+	Dir       string
+	Extra     []string
+	nsHandle  ns.NetNS
+	procStart time.Time
+}
+
+// Pod is one pod namespace attached through the CNI plugin.
+type Pod struct {
+	Name  string
+	Node  string
+	Netns string
+	IP    netip.Addr
+}
+
+// Lab is a running lab.
+type Lab struct {
+	mu  sync.Mutex
+	st  State
+	log io.Writer
+	ns  map[string]ns.NetNS
+}
+
+func (o *Options) setDefaults() {
+	if o.Prefix == "" {
+		o.Prefix = "wd-"
+	}
+	if !o.PodNetwork.IsValid() {
+		o.PodNetwork = netip.MustParsePrefix("10.244.0.0/16")
+	}
+	if !o.Underlay.IsValid() {
+		o.Underlay = netip.MustParsePrefix("198.18.0.0/24")
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+}
+
+func (l *Lab) logf(format string, args ...any) {
+	fmt.Fprintf(l.log, format+"\n", args...)
+}
+
+// statePath is the state file in dir.
+func statePath(dir string) string { return filepath.Join(dir, "lab.json") }
+
+// save writes the state file; the caller holds l.mu.
+func (l *Lab) save() error {
+	data, err := json.MarshalIndent(&l.st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := statePath(l.st.Dir) + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, statePath(l.st.Dir))
+}
+
+// Load opens the lab recorded in dir.
+func Load(dir string, log io.Writer) (*Lab, error) {
+	data, err := os.ReadFile(statePath(dir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w (%s has no lab.json)", ErrNoLab, dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	l := &Lab{log: log, ns: make(map[string]ns.NetNS)}
+	if log == nil {
+		l.log = io.Discard
+	}
+	if err := json.Unmarshal(data, &l.st); err != nil {
+		return nil, fmt.Errorf("%s: %w", statePath(dir), err)
+	}
+	return l, nil
+}
+
+// State returns a copy of what the lab holds.
+func (l *Lab) State() State {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.st
+}
+
+// netns returns the open namespace of the given name, opening it once.
+func (l *Lab) netns(name string) (ns.NetNS, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n, ok := l.ns[name]; ok {
+		return n, nil
+	}
+	n, err := ns.GetNS(nsutil.Path(name))
+	if err != nil {
+		return nil, err
+	}
+	l.ns[name] = n
+	return n, nil
+}
+
+// createNetns creates a namespace and records it before anything is put in it.
+func (l *Lab) createNetns(name string) (ns.NetNS, error) {
+	n, err := nsutil.Create(name)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	l.st.Netns = append(l.st.Netns, name)
+	l.ns[name] = n
+	err = l.save()
+	l.mu.Unlock()
+	return n, err
+}
+
+// recordProc records a started process under key.
+func (l *Lab) recordProc(key string, pid int) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.st.Procs[key] = pid
+	return l.save()
+}
+
+// Down stops every process and removes every namespace and file the lab created. It carries on past
+// errors and returns them joined.
+func (l *Lab) Down() error {
+	l.mu.Lock()
+	st := l.st
+	for _, n := range l.ns {
+		n.Close()
+	}
+	l.ns = map[string]ns.NetNS{}
+	l.mu.Unlock()
+	var errs []error
+	for key, pid := range st.Procs {
+		if err := stopProc(pid, st.Dir, 5*time.Second); err != nil {
+			errs = append(errs, fmt.Errorf("stop %s (pid %d): %w", key, pid, err))
+		}
+	}
+	for i := len(st.Netns) - 1; i >= 0; i-- {
+		if err := nsutil.Remove(nsutil.Path(st.Netns[i])); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if st.Dir != "" {
+		if err := os.RemoveAll(st.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ours reports whether pid is a process the lab started: weftd or `weftctl demo etcd`, with the
+// lab's dir on its command line.
+func ours(pid int, dir string) bool {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || len(raw) == 0 {
+		return false
+	}
+	args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+	switch filepath.Base(args[0]) {
+	case "weftd":
+	case "weftctl":
+		if len(args) < 3 || args[1] != "demo" || args[2] != "etcd" {
+			return false
+		}
+	default:
+		return false
+	}
+	for _, a := range args[1:] {
+		if strings.HasPrefix(a, dir+"/") || a == dir {
+			return true
+		}
+	}
+	return false
+}
+
+// stopProc sends SIGTERM to pid if it is one of the lab's, then SIGKILL after grace.
+func stopProc(pid int, dir string, grace time.Duration) error {
+	if pid <= 0 || !ours(pid, dir) {
+		return nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return err
+	}
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		if !ours(pid, dir) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return err
+	}
+	return nil
+}
+
+// waitFor polls cond every 50 ms until it returns nil or ctx ends, returning the last error.
+func waitFor(ctx context.Context, what string, timeout time.Duration, cond func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: not within %v: %w", what, timeout, err)
+		case <-t.C:
+		}
+	}
+}

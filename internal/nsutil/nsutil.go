@@ -1,0 +1,90 @@
+// Package nsutil creates and removes named network namespaces (the /run/netns files that
+// `ip netns` also uses) without iproute2, and runs functions and processes inside them.
+package nsutil
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Dir is where named namespaces are bind-mounted, as iproute2 does.
+const Dir = "/run/netns"
+
+// Path returns the bind-mount path of the named namespace.
+func Path(name string) string { return filepath.Join(Dir, name) }
+
+// Create creates the named namespace and returns it open. An existing namespace of that name is an
+// error wrapping os.ErrExist.
+func Create(name string) (ns.NetNS, error) {
+	if _, err := os.Stat(Path(name)); err == nil {
+		return nil, fmt.Errorf("netns %s: %w", name, os.ErrExist)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// The new namespace is entered by this thread; if it cannot be left again, the thread stays
+		// locked and dies with the goroutine instead of going back to the pool.
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		h, err := netns.NewNamed(name)
+		if err == nil {
+			h.Close()
+		}
+		if serr := netns.Set(orig); serr != nil {
+			errc <- errors.Join(err, serr)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	if err := <-errc; err != nil {
+		return nil, fmt.Errorf("create netns %s: %w", name, err)
+	}
+	return ns.GetNS(Path(name))
+}
+
+// Remove unmounts (lazily, as `ip netns del` does) and deletes a named namespace's bind mount. A
+// namespace already gone is not an error; the namespace itself ends with its last process.
+func Remove(path string) error {
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("unmount %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Start starts cmd with the calling thread switched into n, so the process lives in n.
+func Start(n ns.NetNS, cmd *exec.Cmd) error {
+	return n.Do(func(ns.NetNS) error { return cmd.Start() })
+}
+
+// Dialer returns a DialContext function whose sockets are created inside n, for clients (etcd, HTTP)
+// that talk from the host to a server in a namespace.
+func Dialer(n ns.NetNS) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := n.Do(func(ns.NetNS) error {
+			var err error
+			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+}

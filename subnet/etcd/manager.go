@@ -1,0 +1,186 @@
+// Package etcd keeps weft's subnet leases in etcd, in flannel's key layout: the network config at
+// <prefix>/config and one key per node at <prefix>/subnets/10.244.7.0-24, attached to an etcd lease
+// that the node keeps alive. A Manager acquires and renews this node's lease, watches everyone's, and
+// offers the admin operations (reserve, reclaim, history) that weftctl needs.
+package etcd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/weft-net/weft/subnet"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Sentinel errors; every error the package returns for these conditions wraps one of them.
+var (
+	// ErrNoFreeSubnet: every allocatable subnet is taken (by a lease, a reservation or a key whose
+	// value does not parse).
+	ErrNoFreeSubnet = errors.New("no free subnet")
+	// ErrLeaseLost: the node no longer holds its subnet (the etcd lease expired or was revoked, or the
+	// key was deleted or taken over). The caller decides what to do; the library never exits.
+	ErrLeaseLost = errors.New("subnet lease lost")
+	// ErrNoConfig: the network config key does not exist.
+	ErrNoConfig = errors.New("no network config")
+	// ErrInvalidOptions: Options do not validate.
+	ErrInvalidOptions = errors.New("invalid subnet/etcd options")
+	// ErrInvalidSubnet: a subnet given to an admin operation is not one the network config hands out.
+	ErrInvalidSubnet = errors.New("invalid subnet")
+	// ErrSubnetInUse: an admin operation found the subnet held by another node.
+	ErrSubnetInUse = errors.New("subnet in use")
+)
+
+// Manager reads and writes subnet leases under one prefix. Its methods are safe for concurrent use.
+type Manager struct {
+	cli  *clientv3.Client
+	opts Options
+	log  *slog.Logger
+	up   atomic.Bool
+}
+
+// New returns a Manager using cli, which the caller keeps and closes.
+func New(cli *clientv3.Client, opts Options) (*Manager, error) {
+	if cli == nil {
+		return nil, fmt.Errorf("%w: nil etcd client", ErrInvalidOptions)
+	}
+	opts.SetDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	return &Manager{cli: cli, opts: opts, log: opts.Logger.With("component", "subnet/etcd")}, nil
+}
+
+// Options returns the options in use, defaults filled in.
+func (m *Manager) Options() Options { return m.opts }
+
+// EtcdUp reports whether the last request that could tell succeeded: true once etcd answered,
+// false after a request failed for want of a reachable etcd (for the weft_etcd_up metric).
+// KeepAlive and Watch keep it current while they run.
+func (m *Manager) EtcdUp() bool { return m.up.Load() }
+
+// observe records what a request's outcome says about etcd's reachability.
+func (m *Manager) observe(err error) {
+	if err == nil {
+		m.up.Store(true)
+		return
+	}
+	if unreachable(err) {
+		m.up.Store(false)
+	}
+}
+
+func unreachable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrNoLeader) ||
+		errors.Is(err, rpctypes.ErrTimeout) || errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) ||
+		errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return false
+}
+
+// ConfigKey is the key of the network config.
+func (m *Manager) ConfigKey() string { return m.opts.Prefix + "/config" }
+
+// SubnetsPrefix is the prefix of every lease key, with its trailing slash.
+func (m *Manager) SubnetsPrefix() string { return m.opts.Prefix + "/subnets/" }
+
+// SubnetKey is the lease key of s.
+func (m *Manager) SubnetKey(s netip.Prefix) string { return m.SubnetsPrefix() + subnet.SubnetKey(s) }
+
+// reqCtx bounds one request made on the Manager's own initiative.
+func (m *Manager) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, m.opts.RequestTimeout)
+}
+
+// identity is what a lease value says about its holder, read leniently so that a value that does
+// not validate (a reservation made before the node knew its VTEP MAC) still names its node.
+type identity struct {
+	PublicIP string `json:"PublicIP"`
+	WeftNode string `json:"WeftNode"`
+}
+
+func readIdentity(value []byte) identity {
+	var id identity
+	if json.Unmarshal(value, &id) != nil {
+		return identity{}
+	}
+	return id
+}
+
+// holder renders a value's holder for messages.
+func (id identity) holder() string {
+	switch {
+	case id.WeftNode != "":
+		return fmt.Sprintf("node %q", id.WeftNode)
+	case id.PublicIP != "":
+		return fmt.Sprintf("a flannel node at %s", id.PublicIP)
+	}
+	return "an unknown holder"
+}
+
+// sameAttrs reports whether two attribute sets describe the same node the same way, ignoring the
+// version and acquisition time.
+func sameAttrs(a, b *subnet.LeaseAttrs) bool {
+	x, y := *a, *b
+	x.AttrVersion, y.AttrVersion = 0, 0
+	x.AcquiredAt, y.AcquiredAt = time.Time{}, time.Time{}
+	return x.Equal(&y)
+}
+
+// nextAttrVersion is a version above prev, normally the current time in unix nanoseconds.
+func nextAttrVersion(prev int64) int64 {
+	return max(time.Now().UnixNano(), prev+1)
+}
+
+// backoff is an exponential delay with jitter between RetryMin and RetryMax.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (m *Manager) newBackoff() *backoff {
+	return &backoff{min: m.opts.RetryMin, max: m.opts.RetryMax}
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// wait sleeps for the next delay; false when ctx ends first.
+func (b *backoff) wait(ctx context.Context) bool {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	d := b.cur/2 + rand.N(b.cur/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// keySubnet parses the subnet named by a key under SubnetsPrefix.
+func (m *Manager) keySubnet(key string) (netip.Prefix, error) {
+	name, ok := strings.CutPrefix(key, m.SubnetsPrefix())
+	if !ok {
+		return netip.Prefix{}, fmt.Errorf("%w: key %q is not under %s", subnet.ErrInvalidLease, key, m.SubnetsPrefix())
+	}
+	return subnet.ParseSubnetKey(name)
+}

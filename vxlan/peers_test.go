@@ -1,0 +1,133 @@
+package vxlan
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/weft-net/weft/backend"
+)
+
+// offlineBackend is a Backend for the pure peer logic: node 192.0.2.1 on 192.0.2.0/24 with subnet
+// 10.244.1.0/24, no kernel.
+func offlineBackend(direct bool) *Backend {
+	b := &Backend{
+		cfg:         Config{Subnet: netip.MustParsePrefix("10.244.1.0/24"), DirectRouting: direct},
+		localIP:     netip.MustParseAddr("192.0.2.1"),
+		underlayNet: netip.MustParsePrefix("192.0.2.0/24"),
+	}
+	copy(b.mac[:], []byte{0x02, 0xee, 0, 0, 0, 1})
+	return b
+}
+
+// renderDesired renders a desired state as sorted text.
+func renderDesired(d *desired) string {
+	var lines []string
+	for ip, s := range d.neigh {
+		lines = append(lines, fmt.Sprintf("neigh %s %s (%s)", ip, s.mac, s.peer))
+	}
+	for m, s := range d.fdb {
+		lines = append(lines, fmt.Sprintf("fdb %s %s (%s)", m, s.dst, s.peer))
+	}
+	for dst, s := range d.routes {
+		lines = append(lines, fmt.Sprintf("route %s via %s direct %t (%s)", dst, s.gw, s.direct, s.peer))
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
+func TestBuildDesiredRejectsInvalidPeers(t *testing.T) {
+	good := peer("good", "10.244.2.0/24", "198.51.100.2", "02:aa:00:00:00:02")
+	tests := []struct {
+		name    string
+		peer    backend.Peer
+		problem string
+	}{
+		{"missing subnet", backend.Peer{Name: "x", PublicIP: netip.MustParseAddr("198.51.100.3"), VtepMAC: net.HardwareAddr{2, 0, 0, 0, 0, 3}}, "Subnet is missing"},
+		{"IPv6 subnet", peer("x", "fd00::/64", "198.51.100.3", "02:00:00:00:00:03"), "not IPv4"},
+		{"host bits", peer("x", "10.244.3.1/24", "198.51.100.3", "02:00:00:00:00:03"), "host bits"},
+		{"inside own subnet", peer("x", "10.244.1.128/25", "198.51.100.3", "02:00:00:00:00:03"), "overlaps this node's subnet"},
+		{"containing own subnet", peer("x", "10.244.0.0/16", "198.51.100.3", "02:00:00:00:00:03"), "overlaps this node's subnet"},
+		{"missing public IP", backend.Peer{Name: "x", Subnet: netip.MustParsePrefix("10.244.3.0/24"), VtepMAC: net.HardwareAddr{2, 0, 0, 0, 0, 3}}, "PublicIP is missing"},
+		{"unspecified public IP", peer("x", "10.244.3.0/24", "0.0.0.0", "02:00:00:00:00:03"), "unspecified"},
+		{"multicast public IP", peer("x", "10.244.3.0/24", "224.0.0.1", "02:00:00:00:00:03"), "multicast"},
+		{"IPv6 public IP", peer("x", "10.244.3.0/24", "2001:db8::3", "02:00:00:00:00:03"), "not IPv4"},
+		{"own public IP", peer("x", "10.244.3.0/24", "192.0.2.1", "02:00:00:00:00:03"), "own address"},
+		{"missing MAC", backend.Peer{Name: "x", Subnet: netip.MustParsePrefix("10.244.3.0/24"), PublicIP: netip.MustParseAddr("198.51.100.3")}, "not a 6-byte MAC"},
+		{"zero MAC", peer("x", "10.244.3.0/24", "198.51.100.3", "00:00:00:00:00:00"), "zero MAC"},
+		{"broadcast MAC", peer("x", "10.244.3.0/24", "198.51.100.3", "ff:ff:ff:ff:ff:ff"), "multicast or broadcast"},
+		{"multicast MAC", peer("x", "10.244.3.0/24", "198.51.100.3", "01:00:5e:00:00:01"), "multicast or broadcast"},
+		{"own MAC", peer("x", "10.244.3.0/24", "198.51.100.3", "02:ee:00:00:00:01"), "this node's own"},
+		{"long MAC", peer("x", "10.244.3.0/24", "198.51.100.3", "02:00:00:00:00:00:00:03"), "not a 6-byte MAC"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := offlineBackend(false)
+			d, errs := b.buildDesired([]backend.Peer{good, tt.peer})
+			if len(errs) != 1 || !errors.Is(errs[0], backend.ErrInvalidPeer) || !strings.Contains(errs[0].Error(), tt.problem) {
+				t.Fatalf("errors %v, want one ErrInvalidPeer mentioning %q", errs, tt.problem)
+			}
+			if !strings.Contains(errs[0].Error(), `peer "x"`) {
+				t.Fatalf("error %q does not name the peer", errs[0])
+			}
+			want := "fdb 02:aa:00:00:00:02 198.51.100.2 (good)\nneigh 10.244.2.0 02:aa:00:00:00:02 (good)\n" +
+				"route 10.244.2.0/24 via 10.244.2.0 direct false (good)"
+			if got := renderDesired(d); got != want {
+				t.Fatalf("desired:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+func TestBuildDesiredConflictsAreOrderIndependent(t *testing.T) {
+	peers := []backend.Peer{
+		peer("wide", "10.245.0.0/16", "198.51.100.10", "02:aa:00:00:00:10"),
+		peer("inner-1", "10.245.1.0/24", "198.51.100.11", "02:aa:00:00:00:11"),
+		peer("inner-2", "10.245.2.0/24", "198.51.100.12", "02:aa:00:00:00:12"),
+		peer("dup-1", "10.244.7.0/24", "198.51.100.13", "02:aa:00:00:00:13"),
+		peer("dup-2", "10.244.7.0/24", "198.51.100.14", "02:aa:00:00:00:14"),
+		peer("mac-1", "10.244.8.0/24", "198.51.100.15", "02:aa:00:00:00:15"),
+		peer("mac-2", "10.244.9.0/24", "198.51.100.16", "02:aa:00:00:00:15"),
+		peer("ok-1", "10.244.10.0/24", "198.51.100.17", "02:aa:00:00:00:17"),
+		peer("direct", "10.244.11.0/24", "192.0.2.18", "02:aa:00:00:00:18"),
+		// Two subnets behind one node share its MAC and public IP: not a conflict.
+		peer("multi-1", "10.244.12.0/24", "198.51.100.19", "02:aa:00:00:00:19"),
+		peer("multi-2", "10.244.13.0/24", "198.51.100.19", "02:aa:00:00:00:19"),
+	}
+	want := `fdb 02:aa:00:00:00:17 198.51.100.17 (ok-1)
+fdb 02:aa:00:00:00:19 198.51.100.19 (multi-2)
+neigh 10.244.10.0 02:aa:00:00:00:17 (ok-1)
+neigh 10.244.12.0 02:aa:00:00:00:19 (multi-1)
+neigh 10.244.13.0 02:aa:00:00:00:19 (multi-2)
+route 10.244.10.0/24 via 10.244.10.0 direct false (ok-1)
+route 10.244.11.0/24 via 192.0.2.18 direct true (direct)
+route 10.244.12.0/24 via 10.244.12.0 direct false (multi-1)
+route 10.244.13.0/24 via 10.244.13.0 direct false (multi-2)`
+	rejected := []string{"wide", "inner-1", "inner-2", "dup-1", "dup-2", "mac-1", "mac-2"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 20 {
+		shuffled := slices.Clone(peers)
+		rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		d, errs := offlineBackend(true).buildDesired(shuffled)
+		if got := renderDesired(d); got != want {
+			t.Fatalf("round %d: desired:\n%s\nwant:\n%s", round, got, want)
+		}
+		var names []string
+		for _, err := range errs {
+			if !errors.Is(err, backend.ErrInvalidPeer) {
+				t.Fatalf("error %v is not ErrInvalidPeer", err)
+			}
+			names = append(names, strings.Split(err.Error(), `"`)[1])
+		}
+		slices.Sort(names)
+		wantNames := slices.Sorted(slices.Values(rejected))
+		if !slices.Equal(names, wantNames) {
+			t.Fatalf("round %d: rejected %v, want %v", round, names, wantNames)
+		}
+	}
+}

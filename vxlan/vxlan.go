@@ -1,0 +1,189 @@
+// Package vxlan is weft's VXLAN data plane: it owns the weft.<VNI> device and keeps, for every
+// peer, one permanent neighbour entry, one FDB entry and one route in the kernel, repairing them
+// whenever they drift.
+//
+// All kernel access goes through an injected *netlink.Handle opened in the target network
+// namespace; the namespace handle itself is only used to subscribe to kernel change events there
+// and to issue the ethtool ioctl for tx checksum offload.
+package vxlan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/weft-net/weft/backend"
+)
+
+var (
+	// ErrUnderlay marks a failure to find the underlay link, its address or its MTU.
+	ErrUnderlay = errors.New("underlay")
+	// ErrRouteConflict marks a peer route that cannot be added because a route weft does not own
+	// already holds the same destination.
+	ErrRouteConflict = errors.New("route conflicts with a route weft does not own")
+	// ErrAlreadyRunning is returned by Run when the backend is already running.
+	ErrAlreadyRunning = errors.New("vxlan backend already running")
+)
+
+var _ backend.Backend = (*Backend)(nil)
+
+// Backend programs one VXLAN device and its peers. It is safe for concurrent use: SetPeers may be
+// called from any goroutine while Run runs.
+type Backend struct {
+	cfg Config
+	h   *netlink.Handle
+	nsh netns.NsHandle
+	log *slog.Logger
+
+	mac           mac
+	mtu           int
+	localIP       netip.Addr
+	underlayIndex int
+	underlayNet   netip.Prefix
+	txChecksum    bool
+
+	// mu serializes every change to the kernel and guards txIndex.
+	mu sync.Mutex
+	// txIndex is the ifindex of the device whose tx checksum offload was last applied.
+	txIndex int
+
+	want     atomic.Pointer[desired]
+	devIndex atomic.Int64
+	running  atomic.Bool
+	stats    counters
+}
+
+// New validates cfg (after applying defaults), resolves the underlay link, local IP and MTU through
+// h, and loads or creates the VTEP MAC. h must be a handle opened in the network namespace nsh
+// (netlink.NewHandleAt(nsh)); both stay owned by the caller and must outlive the Backend. New does
+// not change the kernel: EnsureDevice, SetPeers and Run do.
+func New(cfg Config, h *netlink.Handle, nsh netns.NsHandle) (*Backend, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if h == nil {
+		return nil, fmt.Errorf("%w: netlink handle is nil", ErrInvalidConfig)
+	}
+	if !nsh.IsOpen() {
+		return nil, fmt.Errorf("%w: network namespace handle is not open", ErrInvalidConfig)
+	}
+	b := &Backend{
+		cfg: cfg,
+		h:   h,
+		nsh: nsh,
+		log: cfg.Logger.With("component", "vxlan", "device", cfg.Device),
+	}
+	if err := b.resolveUnderlay(); err != nil {
+		return nil, err
+	}
+	hw, err := vtepMAC(cfg.StateDir, cfg.Device, cfg.NodeName, cfg.VNI)
+	if err != nil {
+		return nil, err
+	}
+	copy(b.mac[:], hw)
+	release, err := kernelRelease()
+	if err != nil {
+		return nil, err
+	}
+	if b.txChecksum, err = wantTxChecksum(cfg.TxChecksumOffload, release); err != nil {
+		return nil, fmt.Errorf("TxChecksumOffload %s: %w", cfg.TxChecksumOffload, err)
+	}
+	b.want.Store(&desired{})
+	b.log.Info("vxlan backend configured", "vni", cfg.VNI, "port", cfg.Port, "local", b.localIP,
+		"underlay_index", b.underlayIndex, "mtu", b.mtu, "mac", b.mac, "tx_checksum", b.txChecksum)
+	return b, nil
+}
+
+// MAC returns the VTEP MAC of the device, to be published in the node's lease.
+func (b *Backend) MAC() net.HardwareAddr { return b.mac.hw() }
+
+// MTU returns the MTU of the device: Config.MTU, or the underlay MTU minus Overhead.
+func (b *Backend) MTU() int { return b.mtu }
+
+// LocalIP returns the local VTEP address: Config.LocalIP or the one found on the underlay link.
+func (b *Backend) LocalIP() netip.Addr { return b.localIP }
+
+// EnsureDevice creates, repairs or recreates the device so that it matches the configuration, is
+// up and carries the node subnet's network address. It does not touch peer entries.
+func (b *Backend) EnsureDevice(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, err := b.ensureDeviceLocked()
+	return err
+}
+
+// SetPeers makes peers the complete desired peer set and reconciles the kernel with it. Each invalid
+// peer yields an error wrapping backend.ErrInvalidPeer and is left out; every valid peer is still
+// programmed. Kernel failures are joined into the returned error as well.
+func (b *Backend) SetPeers(peers []backend.Peer) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	d, errs := b.buildDesired(peers)
+	b.want.Store(d)
+	if err := b.reconcileLocked(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// reconcile brings the device and every peer entry in line with the desired state.
+func (b *Backend) reconcile() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.reconcileLocked()
+}
+
+func (b *Backend) reconcileLocked() error {
+	b.stats.reconciles.Add(1)
+	dev, err := b.ensureDeviceLocked()
+	if err == nil {
+		err = b.syncPeers(dev, b.want.Load())
+	}
+	if err != nil {
+		b.stats.failures.Add(1)
+	}
+	return err
+}
+
+// Stats are cumulative counters of a Backend, for tests and metrics.
+type Stats struct {
+	// Writes counts netlink requests that change kernel state (add, replace, delete, set).
+	Writes uint64
+	// Reconciles counts reconcile passes (SetPeers, events, resyncs); Failures those with errors.
+	Reconciles uint64
+	Failures   uint64
+	// DeviceCreates counts creations of the device, including recreations.
+	DeviceCreates uint64
+}
+
+type counters struct {
+	writes, reconciles, failures, deviceCreates atomic.Uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (b *Backend) Stats() Stats {
+	return Stats{
+		Writes:        b.stats.writes.Load(),
+		Reconciles:    b.stats.reconciles.Load(),
+		Failures:      b.stats.failures.Load(),
+		DeviceCreates: b.stats.deviceCreates.Load(),
+	}
+}
+
+// write counts one kernel-changing netlink request and passes its error through.
+func (b *Backend) write(err error) error {
+	b.stats.writes.Add(1)
+	return err
+}
