@@ -10,8 +10,8 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
-	$(GO) build -trimpath -o $(BIN)/portmap github.com/containernetworking/plugins/plugins/meta/portmap
+	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+	$(GO) build -o $(BIN)/portmap github.com/containernetworking/plugins/plugins/meta/portmap
 
 lint:
 	@out=$$(gofmt -l .); \

@@ -1,5 +1,8 @@
 // Command weft is the CNI plugin that attaches pods to weft's node bridge. Container runtimes exec
 // it with the CNI protocol; the logic lives in package cni.
+//
+// Build it static (CGO_ENABLED=0 go build ./cmd/weft): it is copied onto hosts whatever their libc,
+// and dynamic linking adds milliseconds to every exec.
 package main
 
 import (

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,14 +12,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
-
 	"github.com/weft-net/weft/etc"
 	"github.com/weft-net/weft/internal/flagenv"
 	"github.com/weft-net/weft/internal/lab"
-	"github.com/weft-net/weft/internal/nsutil"
 	"github.com/weft-net/weft/subnet"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
 )
@@ -286,21 +280,9 @@ func crossNodePair(pods []*lab.Pod) (*lab.Pod, *lab.Pod, bool) {
 	return nil, nil, false
 }
 
-// demoLeases reads the leases from the demo's etcd, dialing into the underlay namespace.
+// demoLeases reads the leases from the demo's etcd.
 func demoLeases(ctx context.Context, l *lab.Lab) (map[netip.Prefix]subnet.Lease, error) {
-	ul, err := l.NS(l.UnderlayNetns())
-	if err != nil {
-		return nil, err
-	}
-	dial := nsutil.Dialer(ul)
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{l.EtcdEndpoint()},
-		DialTimeout: 3 * time.Second,
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			return dial(ctx, "tcp", addr)
-		})},
-		Logger: zap.NewNop(),
-	})
+	cli, err := l.EtcdClient()
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 )
@@ -108,8 +109,7 @@ func (s *Server) start() error {
 	// restart takes a fraction of a second.
 	cfg.TickMs = 10
 	cfg.ElectionMs = 100
-	cfg.LogLevel = "error"
-	cfg.LogOutputs = []string{"stderr"}
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(quietLogger())
 	cfg.EnableGRPCGateway = false
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
@@ -128,6 +128,31 @@ func (s *Server) start() error {
 	s.etcd = e
 	s.mu.Unlock()
 	return nil
+}
+
+// benign are the messages etcd logs at error level on an orderly start or stop.
+var benign = map[string]bool{
+	"setting up serving from embedded etcd failed.": true,
+	"failed to update storage version":              true,
+}
+
+// quietLogger logs etcd's errors, without stack traces, to stderr, except the benign ones.
+func quietLogger() *zap.Logger {
+	enc := zap.NewDevelopmentEncoderConfig()
+	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(os.Stderr), zapcore.ErrorLevel)
+	return zap.New(filterCore{core})
+}
+
+// filterCore drops the benign messages.
+type filterCore struct{ zapcore.Core }
+
+func (c filterCore) With(fields []zapcore.Field) zapcore.Core { return filterCore{c.Core.With(fields)} }
+
+func (c filterCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if benign[e.Message] {
+		return ce
+	}
+	return c.Core.Check(e, ce)
 }
 
 // Endpoints are the client URLs to dial.

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -10,6 +11,10 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/weft-net/weft/internal/nsutil"
 
 	"github.com/weft-net/weft/subnet"
 )
@@ -64,4 +69,22 @@ func ServeEtcd(ctx context.Context, listen, dataDir, prefix, networkConfig strin
 	case err := <-e.Err():
 		return err
 	}
+}
+
+// EtcdClient returns a client of the lab's etcd that dials into the underlay namespace, so it works
+// from the host.
+func (l *Lab) EtcdClient() (*clientv3.Client, error) {
+	ul, err := l.netns(l.UnderlayNetns())
+	if err != nil {
+		return nil, err
+	}
+	dial := nsutil.Dialer(ul)
+	return clientv3.New(clientv3.Config{
+		Endpoints:   []string{l.EtcdEndpoint()},
+		DialTimeout: 3 * time.Second,
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return dial(ctx, "tcp", addr)
+		})},
+		Logger: zap.NewNop(),
+	})
 }
