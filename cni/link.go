@@ -1,10 +1,9 @@
 package cni
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"syscall"
@@ -17,11 +16,13 @@ import (
 const vethPrefix = "wf"
 
 // HostVethName returns the name of the host end of an attachment's veth pair: "wf" and 11 hex
-// digits of the SHA-256 of the container ID and the interface name. DEL and GC derive it again, so
-// they find the link without any cache.
+// digits of the 64-bit FNV-1a hash of the container ID and the interface name. DEL and GC derive it
+// again, so they find the link without any cache. (FNV rather than a cryptographic hash: the crypto
+// packages' initialisation would add milliseconds to every exec.)
 func HostVethName(containerID, ifName string) string {
-	sum := sha256.Sum256([]byte(containerID + "\x00" + ifName))
-	return vethPrefix + hex.EncodeToString(sum[:])[:11]
+	h := fnv.New64a()
+	h.Write([]byte(containerID + "\x00" + ifName))
+	return fmt.Sprintf("%s%016x", vethPrefix, h.Sum64())[:len(vethPrefix)+11]
 }
 
 // isHostVethName tells whether name has the shape of a HostVethName.

@@ -136,20 +136,15 @@ func Add(args *skel.CmdArgs) (err error) {
 	}
 	defer host.Close()
 
-	store, err := openStore(c)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
 	a := ipam.Attachment{ContainerID: args.ContainerID, IfName: args.IfName}
-	addr, fresh, err := store.Allocate(a, env.Subnet)
+	addr, fresh, err := allocate(c, a, env.Subnet)
 	if err != nil {
 		return err
 	}
 	hostName := HostVethName(args.ContainerID, args.IfName)
 	defer func() {
 		if err != nil && fresh {
-			err = errors.Join(err, deleteLink(host, hostName), releaseErr(store, a))
+			err = errors.Join(err, deleteLink(host, hostName), release(c, a))
 		}
 	}()
 
@@ -182,8 +177,25 @@ func Add(args *skel.CmdArgs) (err error) {
 	return types.PrintResult(res, c.CNIVersion)
 }
 
-func releaseErr(s *ipam.Store, a ipam.Attachment) error {
-	_, err := s.Release(a)
+// allocate returns a's address, holding the store's lock only for the allocation: the runtime never
+// runs two operations on one attachment at once, nor GC alongside ADD or DEL (spec, section 3).
+func allocate(c *Config, a ipam.Attachment, sn netip.Prefix) (netip.Addr, bool, error) {
+	store, err := openStore(c)
+	if err != nil {
+		return netip.Addr{}, false, err
+	}
+	defer store.Close()
+	return store.Allocate(a, sn)
+}
+
+// release frees a's addresses.
+func release(c *Config, a ipam.Attachment) error {
+	store, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	_, err = store.Release(a)
 	return err
 }
 
@@ -199,15 +211,10 @@ func Del(args *skel.CmdArgs) error {
 		return fmt.Errorf("netlink: %w", err)
 	}
 	defer host.Close()
-	store, err := openStore(c)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
 	if err := deleteLink(host, HostVethName(args.ContainerID, args.IfName)); err != nil {
 		return err
 	}
-	return releaseErr(store, ipam.Attachment{ContainerID: args.ContainerID, IfName: args.IfName})
+	return release(c, ipam.Attachment{ContainerID: args.ContainerID, IfName: args.IfName})
 }
 
 // Check verifies the attachment against prevResult and the IPAM record (CNI CHECK): the host veth

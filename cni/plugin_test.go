@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/netip"
@@ -367,6 +368,38 @@ func TestConnectivity(t *testing.T) {
 	}
 }
 
+// loadShipped loads etc/10-weft.conflist as a runtime does and checks its shape.
+func loadShipped(t *testing.T) *libcni.NetworkConfigList {
+	t.Helper()
+	l, err := libcni.ConfListFromFile("../etc/10-weft.conflist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.CNIVersion != "1.1.0" || l.Name != "weft" || len(l.Plugins) != 2 || l.Plugins[0].Network.Type != "weft" ||
+		l.Plugins[1].Network.Type != "portmap" || !l.Plugins[1].Network.Capabilities["portMappings"] {
+		t.Fatalf("shipped conflist: version %s, name %s, %d plugins; want 1.1.0 negotiated, weft, then portmap with portMappings",
+			l.CNIVersion, l.Name, len(l.Plugins))
+	}
+	return l
+}
+
+// TestShippedConflist checks the conflist a node installs: a 1.1 runtime negotiates 1.1.0 from
+// cniVersions, and the weft entry is a valid config once libcni injects name and version.
+func TestShippedConflist(t *testing.T) {
+	l := loadShipped(t)
+	withName, err := libcni.InjectConf(l.Plugins[0], map[string]any{"name": l.Name, "cniVersion": l.CNIVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cni.ParseConfig(withName.Bytes)
+	if err != nil {
+		t.Fatalf("weft entry: %v", err)
+	}
+	if c.Bridge != cni.DefaultBridge || c.SubnetFile != cni.DefaultSubnetFile || c.DataDir != cni.DefaultDataDir || c.MTU != 0 || !c.HairpinMode {
+		t.Errorf("weft entry does not use the defaults: %+v", c)
+	}
+}
+
 // TestPortmapChain loads the shipped conflist (weft + portmap) and publishes a hostPort that must
 // answer on the node's address, from another host and from the node itself.
 func TestPortmapChain(t *testing.T) {
@@ -377,15 +410,7 @@ func TestPortmapChain(t *testing.T) {
 		}
 	}
 	n := newNode(t, testEnv)
-	shipped, err := libcni.ConfListFromFile("../etc/10-weft.conflist")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if shipped.CNIVersion != "1.1.0" || len(shipped.Plugins) != 2 || shipped.Plugins[0].Network.Type != "weft" ||
-		shipped.Plugins[1].Network.Type != "portmap" || !shipped.Plugins[1].Network.Capabilities["portMappings"] {
-		t.Fatalf("shipped conflist: version %s, plugins %d; want 1.1.0 negotiated, weft then portmap with portMappings",
-			shipped.CNIVersion, len(shipped.Plugins))
-	}
+	shipped := loadShipped(t)
 	weft, err := libcni.InjectConf(shipped.Plugins[0], map[string]any{"subnetFile": n.subnetFile, "dataDir": n.dataDir})
 	if err != nil {
 		t.Fatal(err)
@@ -496,11 +521,13 @@ func TestConcurrentAdds(t *testing.T) {
 	}
 }
 
-// TestAddDelCycles repeats ADD and DEL and expects nothing left behind (make soak runs 10,000).
+var cyclesFlag = flag.Int("cni.cycles", 300, "ADD/DEL cycles of TestAddDelCycles (30 with -short; make soak runs 10000)")
+
+// TestAddDelCycles repeats ADD and DEL and expects nothing left behind.
 func TestAddDelCycles(t *testing.T) {
-	cycles := 300
+	cycles := *cyclesFlag
 	if testing.Short() {
-		cycles = 30
+		cycles = min(cycles, 30)
 	}
 	n := newNode(t, testEnv)
 	l := n.list("1.0.0", "")

@@ -61,8 +61,15 @@ type testCluster struct {
 	nodes  []*testNode
 	// tweak adjusts each node's config before it starts.
 	tweak func(*Config)
-	// observe, when set, sees every member event of every node, before its view.
+	// observe, when set (under mu), sees every member event of every node, before its view.
 	observe func(node string, s MemberState)
+}
+
+// setObserver sets or, with nil, clears the cluster-wide member event hook.
+func (c *testCluster) setObserver(f func(node string, s MemberState)) {
+	c.mu.Lock()
+	c.observe = f
+	c.mu.Unlock()
 }
 
 type testNode struct {
@@ -118,8 +125,17 @@ func (c *testCluster) start(name, keyFile string) *testNode {
 	return c.startAs(name, keyFile, idx)
 }
 
-// startAs starts a node whose lease is the idx-th subnet, replacing any lease for that subnet.
+// startAs starts a node whose lease is the idx-th subnet, replacing any lease for that subnet, and
+// plays the new etcd snapshot.
 func (c *testCluster) startAs(name, keyFile string, idx int) *testNode {
+	c.t.Helper()
+	return c.launch(name, keyFile, idx, true)
+}
+
+// launch starts a node whose lease is the idx-th subnet. With publish, its lease replaces any for
+// that subnet and every node gets the new etcd snapshot; without, only the new node gets the
+// current one.
+func (c *testCluster) launch(name, keyFile string, idx int, publish bool) *testNode {
 	c.t.Helper()
 	cfg := c.testConfig(name)
 	cfg.KeyFile = keyFile
@@ -139,8 +155,11 @@ func (c *testCluster) startAs(name, keyFile string, idx int) *testNode {
 	}
 	n.view.SetLocalSubnet(n.lease.Subnet)
 	obs := observerFunc(func(s MemberState) {
-		if c.observe != nil {
-			c.observe(name, s)
+		c.mu.Lock()
+		f := c.observe
+		c.mu.Unlock()
+		if f != nil {
+			f(name, s)
 		}
 		n.view.ObserveMember(s)
 	})
@@ -152,9 +171,19 @@ func (c *testCluster) startAs(name, keyFile string, idx int) *testNode {
 	}
 	c.mu.Lock()
 	c.nodes = append(c.nodes, n)
-	c.leases = append(slices.DeleteFunc(c.leases, func(l subnet.Lease) bool { return l.Subnet == n.lease.Subnet }), n.lease)
+	if publish {
+		c.leases = append(slices.DeleteFunc(c.leases, func(l subnet.Lease) bool { return l.Subnet == n.lease.Subnet }), n.lease)
+	}
 	c.mu.Unlock()
-	c.setLeases()
+	if publish {
+		c.setLeases()
+	} else {
+		c.mu.Lock()
+		leases := slices.Clone(c.leases)
+		c.mu.Unlock()
+		n.view.SetLeases(leases)
+		n.member.JoinAddrs(c.gossipAddrs())
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -198,16 +227,24 @@ func (c *testCluster) setLeases() {
 	leases := slices.Clone(c.leases)
 	nodes := slices.Clone(c.nodes)
 	c.mu.Unlock()
-	var addrs []netip.AddrPort
-	for _, l := range leases {
-		if l.Attrs.GossipAddr.IsValid() {
-			addrs = append(addrs, l.Attrs.GossipAddr)
-		}
-	}
+	addrs := c.gossipAddrs()
 	for _, n := range nodes {
 		n.view.SetLeases(leases)
 		n.member.JoinAddrs(addrs)
 	}
+}
+
+// gossipAddrs returns the gossip addresses in the leases.
+func (c *testCluster) gossipAddrs() []netip.AddrPort {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var addrs []netip.AddrPort
+	for _, l := range c.leases {
+		if l.Attrs.GossipAddr.IsValid() {
+			addrs = append(addrs, l.Attrs.GossipAddr)
+		}
+	}
+	return addrs
 }
 
 // addLease adds a lease with no gossip member behind it and plays the etcd snapshot.
@@ -406,13 +443,13 @@ func TestClusterKeyRotation(t *testing.T) {
 	c := newTestCluster(t)
 	var mu sync.Mutex
 	var downs []string
-	c.observe = func(node string, s MemberState) {
+	c.setObserver(func(node string, s MemberState) {
 		if s.Status != StatusAlive {
 			mu.Lock()
 			downs = append(downs, fmt.Sprintf("%s saw %s %s", node, s.Name, s.Status))
 			mu.Unlock()
 		}
-	}
+	})
 	var nodes []*testNode
 	for i := range 3 {
 		name := fmt.Sprintf("node-%d", i+1)
@@ -454,7 +491,7 @@ func TestClusterKeyRotation(t *testing.T) {
 	mu.Unlock()
 
 	// The cluster now admits B only.
-	c.observe = nil
+	c.setObserver(nil)
 	newcomer := c.start("node-new", c.writeKeys("new", "B"))
 	waitViews(t, 10*time.Second, nodes, newcomer.name, "alive", alive)
 	stale := c.start("node-stale", c.writeKeys("stale", "A"))
@@ -541,6 +578,7 @@ func TestClusterSpoofedClaim(t *testing.T) {
 	c := newTestCluster(t)
 	keys := c.writeKeys("keys", "A")
 	nodes := []*testNode{c.start("node-1", keys), c.start("node-2", keys)}
+	waitViews(t, 10*time.Second, nodes, "node-2", "alive", alive)
 	mallory := c.start("mallory", keys)
 	// mallory holds the key but no lease in etcd; she claims node-2's subnet with a newer version.
 	c.mu.Lock()

@@ -224,8 +224,14 @@ func (v *View) ObserveMember(s MemberState) {
 	was := m.state.Status
 	m.state = s
 	v.classify(s.Name, m)
-	if s.Status != was && v.owners[s.Name] {
-		v.log.Info("gossip member of a peer changed state", "node", s.Name, "addr", s.Addr, "status", s.Status, "claim", m.claim)
+	switch {
+	case s.Status == was:
+	case s.Status == StatusGone && v.owners[s.Name]:
+		v.log.Info("gossip member of a peer is gone, keeping its routes", "node", s.Name, "addr", s.Addr)
+	case was == StatusGone && v.owners[s.Name]:
+		v.log.Info("gossip member of a peer is back", "node", s.Name, "addr", s.Addr, "claim", m.claim)
+	default:
+		v.log.Debug("gossip member", "node", s.Name, "addr", s.Addr, "status", s.Status, "claim", m.claim)
 	}
 	if s.Status != StatusAlive && !v.owners[s.Name] {
 		delete(v.members, s.Name)

@@ -29,6 +29,10 @@ func TestEnsureDeviceCreatesAndReuses(t *testing.T) {
 	if b.MTU() != 1450 || b.MAC().String() != deriveMAC("node-1", 1).String() || b.LocalIP() != cfg.LocalIP {
 		t.Fatalf("MTU %d MAC %s LocalIP %s", b.MTU(), b.MAC(), b.LocalIP())
 	}
+	// The daemon publishes VTEPMAC before the backend exists; both must agree.
+	if published, err := VTEPMAC(cfg); err != nil || published.String() != b.MAC().String() {
+		t.Fatalf("VTEPMAC = %s (%v), backend uses %s", published, err, b.MAC())
+	}
 	index := n.link(t, "weft.1").Attrs().Index
 
 	// A second backend (a daemon restart) adopts the device without writing anything.

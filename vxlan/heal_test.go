@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -224,5 +225,65 @@ func TestWritesOnlyDifferences(t *testing.T) {
 		if got := b.Stats().Writes - before; got != s.writes {
 			t.Errorf("%s: %d netlink writes, want %d", s.name, got, s.writes)
 		}
+	}
+}
+
+func TestPeriodicResyncRepairs(t *testing.T) {
+	requireRoot(t)
+	n := newNode(t)
+	withUnderlay(t, n, "192.0.2.1/24")
+	cfg := testConfig(t)
+	cfg.Debounce = time.Hour // events never get through: only the resync can repair
+	cfg.ResyncInterval = 100 * time.Millisecond
+	b := newBackend(t, n, cfg)
+	runBackend(t, b)
+	if err := b.SetPeers([]backend.Peer{peerA}); err != nil {
+		t.Fatal(err)
+	}
+	want := renderPeers(t, n, "weft.1", DefaultRouteProtocol)
+	_, dst, _ := net.ParseCIDR("10.244.2.0/24")
+	if err := n.h.RouteDel(&netlink.Route{LinkIndex: n.link(t, "weft.1").Attrs().Index, Dst: dst}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, healDeadline, "route deleted", func() string {
+		return textDiff(renderPeers(t, n, "weft.1", DefaultRouteProtocol), want)
+	})
+}
+
+// TestRestartKeepsPeers: a new Backend (a restarted daemon) that runs before it is given the peer
+// set must keep the entries the kernel holds, and converge once SetPeers comes.
+func TestRestartKeepsPeers(t *testing.T) {
+	requireRoot(t)
+	n := newNode(t)
+	withUnderlay(t, n, "192.0.2.1/24")
+	cfg := testConfig(t)
+	first := newBackend(t, n, cfg)
+	if err := first.EnsureDevice(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	peers := []backend.Peer{
+		peer("node-2", "10.244.2.0/24", "192.0.2.2", "0e:00:00:00:00:02"),
+		peer("node-3", "10.244.3.0/24", "192.0.2.3", "0e:00:00:00:00:03"),
+	}
+	if err := first.SetPeers(peers); err != nil {
+		t.Fatal(err)
+	}
+	want := renderPeers(t, n, first.cfg.Device, DefaultRouteProtocol)
+	restarted := newBackend(t, n, cfg)
+	runBackend(t, restarted)
+	eventually(t, healDeadline, "first reconcile of the restarted backend", func() string {
+		if restarted.Stats().Reconciles == 0 {
+			return "no reconcile yet"
+		}
+		return ""
+	})
+	if got := renderPeers(t, n, first.cfg.Device, DefaultRouteProtocol); got != want {
+		t.Fatalf("restarted backend changed the peers before SetPeers:\n%s", textDiff(got, want))
+	}
+	if err := restarted.SetPeers(peers[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if got := renderPeers(t, n, first.cfg.Device, DefaultRouteProtocol); strings.Contains(got, "10.244.3.0") {
+		t.Errorf("removed peer still programmed:\n%s", got)
 	}
 }

@@ -49,9 +49,15 @@ func (b *Backend) Run(ctx context.Context) error {
 	defer resync.Stop()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	armed := false
+	var due time.Time // when the timer fires; zero while it is stopped
+	arm := func(after time.Duration) {
+		at := time.Now().Add(after)
+		if due.IsZero() || at.Before(due) {
+			timer.Reset(after)
+			due = at
+		}
+	}
 	retry := retryMin
-
 	reconcile := func() {
 		err := b.reconcile()
 		if err == nil {
@@ -59,10 +65,7 @@ func (b *Backend) Run(ctx context.Context) error {
 			return
 		}
 		b.log.Warn("reconcile failed", "err", err, "retry_in", retry)
-		if !armed {
-			timer.Reset(retry)
-			armed = true
-		}
+		arm(retry)
 		retry = min(2*retry, b.cfg.ResyncInterval)
 	}
 
@@ -72,12 +75,9 @@ func (b *Backend) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-kick:
-			if !armed {
-				timer.Reset(b.cfg.Debounce)
-				armed = true
-			}
+			arm(b.cfg.Debounce)
 		case <-timer.C:
-			armed = false
+			due = time.Time{}
 			reconcile()
 		case <-resync.C:
 			reconcile()

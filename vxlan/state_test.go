@@ -21,7 +21,7 @@ var (
 	peerB   = peer("b", "10.244.3.0/24", "198.51.100.3", "02:aa:00:00:00:03")
 	peerC   = peer("c", "10.244.4.0/24", "192.0.2.4", "02:aa:00:00:00:04") // on the underlay subnet
 	peerD1  = peer("d1", "10.244.5.0/24", "198.51.100.5", "02:aa:00:00:00:05")
-	peerD2  = peer("d2", "10.244.5.0/24", "198.51.100.6", "02:aa:00:00:00:06")   // same subnet as d1
+	peerD2  = peer("d2", "10.244.5.0/24", "198.51.100.6", "02:aa:00:00:00:06")  // same subnet as d1
 	peerOwn = peer("own", "10.244.1.0/25", "198.51.100.7", "02:aa:00:00:00:07") // inside our subnet
 	peerMC  = peer("mc", "10.244.8.0/24", "198.51.100.8", "03:aa:00:00:00:08")  // multicast MAC
 	peerNil = backend.Peer{Name: "nil", Subnet: netip.MustParsePrefix("10.244.9.0/24"), PublicIP: netip.MustParseAddr("198.51.100.9")}

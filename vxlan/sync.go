@@ -53,26 +53,44 @@ func retryDump[T any](list func() ([]T, error)) ([]T, error) {
 	return nil, err
 }
 
+// op is one planned kernel write.
+type op func() error
+
 // syncPeers diffs the desired state against one dump of the kernel and writes only the
 // differences: adds and replacements first (neighbour, FDB, route), then deletions of entries weft
 // owns that are no longer desired (route, FDB, neighbour). Owned are the permanent neighbour and FDB
 // entries on the device and the main-table routes with weft's protocol on the device or the
-// underlay link; nothing else is ever modified.
+// underlay link; nothing else is ever modified. Every possible write is attempted; the errors are
+// joined.
 func (b *Backend) syncPeers(dev int, d *desired) error {
 	ks, err := b.dump(dev)
 	if err != nil {
 		return err
 	}
-	var adds, dels []func() error
+	neighAdds, neighDels := b.planNeigh(dev, ks.neigh, d)
+	fdbAdds, fdbDels := b.planFDB(dev, ks.fdb, d)
+	routeAdds, routeDels, errs := b.planRoutes(dev, ks.routes, d)
+	for _, ops := range [][]op{neighAdds, fdbAdds, routeAdds, routeDels, fdbDels, neighDels} {
+		for _, o := range ops {
+			if err := o(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
 
-	haveNeigh := make(map[netip.Addr]netlink.Neigh, len(ks.neigh))
-	for _, n := range ks.neigh {
+// planNeigh plans the permanent neighbour entries: desired ones missing or differing are set, other
+// permanent entries on the device deleted.
+func (b *Backend) planNeigh(dev int, kernel []netlink.Neigh, d *desired) (adds, dels []op) {
+	have := make(map[netip.Addr]netlink.Neigh, len(kernel))
+	for _, n := range kernel {
 		if ip, ok := addrOf(n.IP); ok {
-			haveNeigh[ip] = n
+			have[ip] = n
 		}
 	}
 	for ip, spec := range d.neigh {
-		if n, ok := haveNeigh[ip]; ok && permanent(n.State) && macOf(n.HardwareAddr) == spec.mac {
+		if n, ok := have[ip]; ok && permanent(n.State) && macOf(n.HardwareAddr) == spec.mac {
 			continue
 		}
 		adds = append(adds, func() error {
@@ -86,7 +104,7 @@ func (b *Backend) syncPeers(dev int, d *desired) error {
 			return nil
 		})
 	}
-	for ip, n := range haveNeigh {
+	for ip, n := range have {
 		if _, ok := d.neigh[ip]; ok || !permanent(n.State) {
 			continue
 		}
@@ -97,24 +115,28 @@ func (b *Backend) syncPeers(dev int, d *desired) error {
 			return nil
 		})
 	}
+	return adds, dels
+}
 
+// planFDB plans the permanent self FDB entries (one remote per VTEP MAC).
+func (b *Backend) planFDB(dev int, kernel []netlink.Neigh, d *desired) (adds, dels []op) {
 	type fdbKey struct {
 		mac mac
 		dst netip.Addr
 	}
-	haveFDB := make(map[fdbKey]netlink.Neigh, len(ks.fdb))
-	remotes := make(map[mac]int, len(ks.fdb))
-	for _, n := range ks.fdb {
+	have := make(map[fdbKey]netlink.Neigh, len(kernel))
+	remotes := make(map[mac]int, len(kernel))
+	for _, n := range kernel {
 		ip, ok := addrOf(n.IP)
 		if !ok || len(n.HardwareAddr) != 6 || !permanent(n.State) || n.Flags&netlink.NTF_SELF == 0 {
 			continue
 		}
-		haveFDB[fdbKey{macOf(n.HardwareAddr), ip}] = n
+		have[fdbKey{macOf(n.HardwareAddr), ip}] = n
 		remotes[macOf(n.HardwareAddr)]++
 	}
 	replaced := make(map[mac]bool)
 	for m, spec := range d.fdb {
-		if _, ok := haveFDB[fdbKey{m, spec.dst}]; ok {
+		if _, ok := have[fdbKey{m, spec.dst}]; ok {
 			continue
 		}
 		// A replace rewrites the MAC's first remote in place: when the MAC has exactly one
@@ -131,7 +153,7 @@ func (b *Backend) syncPeers(dev int, d *desired) error {
 			return nil
 		})
 	}
-	for k, n := range haveFDB {
+	for k, n := range have {
 		if spec, ok := d.fdb[k.mac]; (ok && spec.dst == k.dst) || replaced[k.mac] {
 			continue
 		}
@@ -142,31 +164,34 @@ func (b *Backend) syncPeers(dev int, d *desired) error {
 			return nil
 		})
 	}
+	return adds, dels
+}
 
-	haveRoutes := make(map[netip.Prefix][]netlink.Route, len(ks.routes))
+// planRoutes plans weft's routes and reports desired routes that foreign routes shadow.
+func (b *Backend) planRoutes(dev int, kernel []netlink.Route, d *desired) (adds, dels []op, errs []error) {
+	have := make(map[netip.Prefix][]netlink.Route, len(kernel))
 	foreign := make(map[netip.Prefix]netlink.Route)
-	for _, r := range ks.routes {
+	for _, r := range kernel {
 		dst, ok := prefixOf(r.Dst)
 		if !ok {
 			continue
 		}
 		if b.owns(&r, dev) {
-			haveRoutes[dst] = append(haveRoutes[dst], r)
+			have[dst] = append(have[dst], r)
 		} else if f, seen := foreign[dst]; !seen || r.Priority < f.Priority {
 			foreign[dst] = r
 		}
 	}
-	var errs []error
 	for dst, spec := range d.routes {
 		want := b.route(dev, dst, spec)
 		if f, ok := foreign[dst]; ok && f.Priority < want.Priority {
 			// weft's route is still installed, to take over once the foreign route is gone. A
-			// foreign route with weft's exact key makes the exclusive add below fail instead.
+			// foreign route with weft's exact key makes the exclusive add fail instead.
 			errs = append(errs, fmt.Errorf("peer %q: route %s: %w: it is shadowed by metric %d (protocol %d, link index %d)",
 				spec.peer, dst, ErrRouteConflict, f.Priority, f.Protocol, f.LinkIndex))
 		}
-		owned := haveRoutes[dst]
-		delete(haveRoutes, dst)
+		owned := have[dst]
+		delete(have, dst)
 		keep := slices.IndexFunc(owned, func(r netlink.Route) bool { return routeMatches(&r, want) })
 		if keep < 0 {
 			// A route with the same key (metric, tos) is replaced in place; without one, the route
@@ -180,23 +205,12 @@ func (b *Backend) syncPeers(dev int, d *desired) error {
 			}
 		}
 	}
-	for _, rs := range haveRoutes {
+	for _, rs := range have {
 		for _, r := range rs {
 			dels = append(dels, b.routeDel(r))
 		}
 	}
-
-	for _, op := range adds {
-		if err := op(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	for _, op := range dels {
-		if err := op(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return adds, dels, errs
 }
 
 // routeMetrics is the number of distinct metrics weft spreads its routes over.
@@ -245,7 +259,7 @@ func (b *Backend) route(dev int, dst netip.Prefix, spec routeSpec) *netlink.Rout
 }
 
 // routeSet replaces (when weft owns a route with the same key) or exclusively adds want.
-func (b *Backend) routeSet(want *netlink.Route, spec routeSpec, replace bool) func() error {
+func (b *Backend) routeSet(want *netlink.Route, spec routeSpec, replace bool) op {
 	return func() error {
 		if replace {
 			if err := b.write(b.h.RouteReplace(want)); err != nil {
@@ -264,7 +278,7 @@ func (b *Backend) routeSet(want *netlink.Route, spec routeSpec, replace bool) fu
 	}
 }
 
-func (b *Backend) routeDel(r netlink.Route) func() error {
+func (b *Backend) routeDel(r netlink.Route) op {
 	return func() error {
 		if err := b.write(b.h.RouteDel(&r)); err != nil && !gone(err) {
 			return fmt.Errorf("delete route %s via %s: %w", r.Dst, r.Gw, err)

@@ -55,10 +55,14 @@ type Backend struct {
 	// txIndex is the ifindex of the device whose tx checksum offload was last applied.
 	txIndex int
 
-	want     atomic.Pointer[desired]
-	devIndex atomic.Int64
-	running  atomic.Bool
-	stats    counters
+	want atomic.Pointer[desired]
+	// peersKnown is set by the first SetPeers. Until then reconciles only ensure the device and
+	// keep every peer entry the kernel holds, so a restarted daemon never flushes the datapath
+	// before it knows the peer set.
+	peersKnown atomic.Bool
+	devIndex   atomic.Int64
+	running    atomic.Bool
+	stats      counters
 }
 
 // New validates cfg (after applying defaults), resolves the underlay link, local IP and MTU through
@@ -132,6 +136,7 @@ func (b *Backend) SetPeers(peers []backend.Peer) error {
 	defer b.mu.Unlock()
 	d, errs := b.buildDesired(peers)
 	b.want.Store(d)
+	b.peersKnown.Store(true)
 	if err := b.reconcileLocked(); err != nil {
 		errs = append(errs, err)
 	}
@@ -148,7 +153,7 @@ func (b *Backend) reconcile() error {
 func (b *Backend) reconcileLocked() error {
 	b.stats.reconciles.Add(1)
 	dev, err := b.ensureDeviceLocked()
-	if err == nil {
+	if err == nil && b.peersKnown.Load() {
 		err = b.syncPeers(dev, b.want.Load())
 	}
 	if err != nil {

@@ -397,7 +397,8 @@ func (g *grant) releaseUnused() {
 // UpdateAttrs rewrites the value of a lease this node holds with new attributes (a new VTEP MAC,
 // public IP or gossip address), keeping its etcd lease and AcquiredAt and raising AttrVersion. The
 // write only happens while the key is unchanged since l.ModRevision or still names this node; a key
-// deleted or held by someone else gives an error wrapping ErrLeaseLost. Unchanged attributes write
+// deleted or held by someone else gives an error wrapping ErrLeaseLost. attrs are compared with
+// l.Attrs, so pass the lease Acquire or UpdateAttrs returned last: unchanged attributes write
 // nothing. It returns the updated lease.
 func (m *Manager) UpdateAttrs(ctx context.Context, l *subnet.Lease, attrs subnet.LeaseAttrs) (*subnet.Lease, error) {
 	attrs.NodeName = m.opts.NodeName

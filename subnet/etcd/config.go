@@ -37,22 +37,27 @@ func (m *Manager) Config(ctx context.Context) (*subnet.Config, error) {
 // unreachable, with backoff. It logs the key it waits for and why, once per distinct reason.
 func (m *Manager) WaitConfig(ctx context.Context) (*subnet.Config, error) {
 	bo := m.newBackoff()
-	var last string
+	var lastErr error
+	giveUp := func() error {
+		return fmt.Errorf("waiting for network config %s: %w (last error: %w)", m.ConfigKey(), ctx.Err(), lastErr)
+	}
 	for {
 		rctx, cancel := m.reqCtx(ctx)
 		cfg, err := m.Config(rctx)
 		cancel()
 		if err == nil {
-			if last != "" {
+			if lastErr != nil {
 				m.log.Info("network config found", "key", m.ConfigKey())
 			}
 			return cfg, nil
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("waiting for network config %s: %w (last error: %w)", m.ConfigKey(), ctx.Err(), err)
+			if lastErr == nil {
+				lastErr = err
+			}
+			return nil, giveUp()
 		}
-		if msg := err.Error(); msg != last {
-			last = msg
+		if lastErr == nil || err.Error() != lastErr.Error() {
 			reason := "read failed"
 			switch {
 			case errors.Is(err, ErrNoConfig):
@@ -62,8 +67,9 @@ func (m *Manager) WaitConfig(ctx context.Context) (*subnet.Config, error) {
 			}
 			m.log.Warn("waiting for network config", "key", m.ConfigKey(), "reason", reason, "err", err)
 		}
+		lastErr = err
 		if !bo.wait(ctx) {
-			return nil, fmt.Errorf("waiting for network config %s: %w (last error: %w)", m.ConfigKey(), ctx.Err(), err)
+			return nil, giveUp()
 		}
 	}
 }

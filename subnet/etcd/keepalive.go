@@ -121,7 +121,7 @@ func (m *Manager) checkOwn(ctx context.Context, key string, l *subnet.Lease) (in
 		return 0, err
 	}
 	if len(resp.Kvs) == 0 {
-		return 0, fmt.Errorf("%w: %s: key %s no longer exists", ErrLeaseLost, l.Subnet, key)
+		return 0, fmt.Errorf("%w: %s: key %s was deleted", ErrLeaseLost, l.Subnet, key)
 	}
 	if err := m.ownValue(l, key, resp.Kvs[0].Value); err != nil {
 		return 0, err

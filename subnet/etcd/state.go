@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -51,6 +52,10 @@ func (m *Manager) readState() *localState {
 		m.log.Warn("ignoring malformed local state", "path", path, "err", err)
 		return nil
 	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		m.log.Warn("ignoring malformed local state", "path", path, "err", "trailing data after the JSON object")
+		return nil
+	}
 	switch {
 	case st.NodeName != m.opts.NodeName:
 		m.log.Warn("ignoring local state of another node", "path", path, "state_node", st.NodeName, "node", m.opts.NodeName)
@@ -58,7 +63,7 @@ func (m *Manager) readState() *localState {
 	case st.Prefix != m.opts.Prefix:
 		m.log.Info("ignoring local state of another prefix", "path", path, "state_prefix", st.Prefix, "prefix", m.opts.Prefix)
 		return nil
-	case !st.Subnet.IsValid() || st.EtcdLease < 0:
+	case !st.Subnet.IsValid() || st.Subnet.Masked() != st.Subnet || st.EtcdLease < 0:
 		m.log.Warn("ignoring malformed local state", "path", path, "subnet", st.Subnet, "etcd_lease", st.EtcdLease)
 		return nil
 	}

@@ -82,12 +82,12 @@ func TestWatchEvents(t *testing.T) {
 	})
 	occupy(t, prefix, map[string]string{"10.244.1.0-24": weftValue(t, 1, "a")})
 	w := startWatch(t, watcher.m)
-	w.expect(t, "initial list", `10.244.1.0/24 lease public=192.0.2.2 vni=1 mac=02:00:00:00:00:01 node="a" format=1
+	w.expect(t, "initial list", `10.244.1.0/24 reserved public=192.0.2.2 vni=1 mac=02:00:00:00:00:01 node="a" format=1
 `)
 
 	b := newNode(t, srv.Client(), prefix, "b", nil)
 	bLease := acquireAt(t, b, cfg, "10.244.2.0/24", attrsFor(2))
-	w.expect(t, "after an ADD", `10.244.1.0/24 lease public=192.0.2.2 vni=1 mac=02:00:00:00:00:01 node="a" format=1
+	w.expect(t, "after an ADD", `10.244.1.0/24 reserved public=192.0.2.2 vni=1 mac=02:00:00:00:00:01 node="a" format=1
 10.244.2.0/24 lease public=192.0.2.3 vni=1 mac=02:00:00:00:00:02 node="b" format=1
 `)
 
@@ -97,20 +97,20 @@ func TestWatchEvents(t *testing.T) {
 	if _, err := b.m.UpdateAttrs(testCtx(t), bLease, a2); err != nil {
 		t.Fatal(err)
 	}
-	w.expect(t, "after an UPDATE", `10.244.1.0/24 lease public=192.0.2.2 vni=1 mac=02:00:00:00:00:01 node="a" format=1
+	w.expect(t, "after an UPDATE", `10.244.1.0/24 reserved public=192.0.2.2 vni=1 mac=02:00:00:00:00:01 node="a" format=1
 10.244.2.0/24 lease public=192.0.2.3 vni=1 mac=02:bb:00:00:00:bb node="b" format=1 gossip=192.0.2.3:7946
 `)
 
 	occupy(t, prefix, map[string]string{"10.244.3.0-24": `{"PublicIP":"192.0.2.9"}`})
-	w.expect(t, "after a malformed ADD", `10.244.1.0/24 lease public=192.0.2.2 vni=1 mac=02:00:00:00:00:01 node="a" format=1
+	w.expect(t, "after a malformed ADD", `10.244.1.0/24 reserved public=192.0.2.2 vni=1 mac=02:00:00:00:00:01 node="a" format=1
 10.244.2.0/24 lease public=192.0.2.3 vni=1 mac=02:bb:00:00:00:bb node="b" format=1 gossip=192.0.2.3:7946
-malformed `+prefix+`/subnets/10.244.3.0-24 subnet=10.244.3.0/24: invalid lease: BackendType="": weft speaks to "vxlan" nodes only
+malformed `+prefix+`/subnets/10.244.3.0-24 subnet=10.244.3.0/24: invalid lease: BackendData is missing
 `)
 	if err := watcher.m.Reclaim(testCtx(t), mustPrefix("10.244.1.0/24")); err != nil {
 		t.Fatal(err)
 	}
 	w.expect(t, "after a DELETE", `10.244.2.0/24 lease public=192.0.2.3 vni=1 mac=02:bb:00:00:00:bb node="b" format=1 gossip=192.0.2.3:7946
-malformed `+prefix+`/subnets/10.244.3.0-24 subnet=10.244.3.0/24: invalid lease: BackendType="": weft speaks to "vxlan" nodes only
+malformed `+prefix+`/subnets/10.244.3.0-24 subnet=10.244.3.0/24: invalid lease: BackendData is missing
 `)
 	if n := strings.Count(logs.String(), "ignoring malformed lease"); n != 1 {
 		t.Fatalf("malformed key logged %d times over several events, want once:\n%s", n, logs.String())
@@ -158,8 +158,8 @@ func TestWatchCompactionRelist(t *testing.T) {
 	})
 	occupy(t, prefix, map[string]string{"10.244.1.0-24": weftValue(t, 1, "a"), "10.244.2.0-24": weftValue(t, 2, "b")})
 	w := startWatch(t, watcher.m)
-	w.expect(t, "initial list", `10.244.1.0/24 lease public=192.0.2.2 vni=1 mac=02:00:00:00:00:01 node="a" format=1
-10.244.2.0/24 lease public=192.0.2.3 vni=1 mac=02:00:00:00:00:02 node="b" format=1
+	w.expect(t, "initial list", `10.244.1.0/24 reserved public=192.0.2.2 vni=1 mac=02:00:00:00:00:01 node="a" format=1
+10.244.2.0/24 reserved public=192.0.2.3 vni=1 mac=02:00:00:00:00:02 node="b" format=1
 `)
 	p.Cut()
 	if _, err := srv.Client().Delete(testCtx(t), prefix+"/subnets/10.244.1.0-24"); err != nil {
@@ -170,8 +170,8 @@ func TestWatchCompactionRelist(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Restore()
-	w.expect(t, "after the relist", `10.244.2.0/24 lease public=192.0.2.5 vni=1 mac=02:00:00:00:00:04 node="b" format=1
-10.244.3.0/24 lease public=192.0.2.4 vni=1 mac=02:00:00:00:00:03 node="c" format=1
+	w.expect(t, "after the relist", `10.244.2.0/24 reserved public=192.0.2.5 vni=1 mac=02:00:00:00:00:04 node="b" format=1
+10.244.3.0/24 reserved public=192.0.2.4 vni=1 mac=02:00:00:00:00:03 node="c" format=1
 `)
 	if !strings.Contains(logs.String(), "fell behind a compaction") {
 		t.Fatalf("no relist after compaction in the logs:\n%s", logs.String())

@@ -15,9 +15,6 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"github.com/weft-net/weft/internal/lab"
 	"github.com/weft-net/weft/subnet"
@@ -220,29 +217,9 @@ func TestFabric(t *testing.T) {
 // kernelHas reports whether node's kernel holds weft's route and neighbour entry for subnet s.
 func kernelHas(t *testing.T, l *lab.Lab, n *lab.Node, s netip.Prefix) (route, neigh bool) {
 	t.Helper()
-	nsn := mustNS(t, l, n.Netns)
-	h, err := netlink.NewHandleAt(netns.NsHandle(int(nsn.Fd())))
+	route, neigh, _, err := l.PeerEntries(n, s)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer h.Close()
-	routes, err := h.RouteList(nil, unix.AF_INET)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range routes {
-		if r.Dst != nil && r.Dst.String() == s.String() {
-			route = true
-		}
-	}
-	neighs, err := h.NeighList(0, unix.AF_INET)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, nb := range neighs {
-		if a, ok := netip.AddrFromSlice(nb.IP.To4()); ok && a == s.Addr() && nb.State&netlink.NUD_PERMANENT != 0 {
-			neigh = true
-		}
 	}
 	return route, neigh
 }

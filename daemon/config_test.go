@@ -1,0 +1,58 @@
+package daemon
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFlags(t *testing.T) {
+	env := map[string]string{"WEFT_ETCD_ENDPOINTS": "http://10.0.0.1:2379,http://10.0.0.2:2379", "WEFT_IP_MASQ": "false"}
+	c, err := ParseFlags([]string{"-node-name", "n1", "-public-ip", "192.0.2.7", "-lease-ttl", "1h"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.EtcdEndpoints) != 2 || c.IPMasq || c.NodeName != "n1" || c.PublicIP.String() != "192.0.2.7" || c.LeaseTTL != time.Hour {
+		t.Errorf("parsed %+v", c)
+	}
+	if c.EtcdPrefix != DefaultEtcdPrefix || c.SubnetFile != DefaultSubnetFile || c.StateDir != DefaultStateDir || c.HealthAddr != DefaultHealthAddr {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+}
+
+func TestParseFlagsErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"-nope"}, nil, "flag provided but not defined: -nope"},
+		{[]string{"-node-name", "n", "extra"}, nil, `unexpected argument "extra"`},
+		{[]string{"-node-name", "n", "-public-ip", "fe80::1"}, nil, `-public-ip="fe80::1"`},
+		{[]string{"-node-name", "n", "-gossip-bind", "1.2.3.4"}, nil, `-gossip-bind="1.2.3.4"`},
+		{[]string{"-node-name", "n", "-log-level", "loud"}, nil, `-log-level="loud"`},
+		{[]string{"-node-name", "n", "-etcd-prefix", "weft"}, nil, `-etcd-prefix="weft"`},
+		{[]string{"-node-name", "n", "-etcd-prefix", "/weft/"}, nil, `-etcd-prefix="/weft/"`},
+		{[]string{"-node-name", "n", "-etcd-endpoints", " , "}, nil, "-etcd-endpoints"},
+		{[]string{"-node-name", "n", "-etcd-cert", "/c.pem"}, nil, "-etcd-cert and -etcd-key go together"},
+		{[]string{"-node-name", "a b"}, nil, `-node-name="a b"`},
+		{[]string{"-node-name", "n", "-lease-ttl", "1s"}, nil, `-lease-ttl="1s"`},
+		{[]string{"-node-name", "n", "-mtu", "100"}, nil, `-mtu="100"`},
+		{[]string{"-node-name", "n", "-tx-checksum-offload", "maybe"}, nil, `-tx-checksum-offload="maybe"`},
+		{[]string{"-node-name", "n", "-log-format", "xml"}, nil, `-log-format="xml"`},
+		{[]string{"-node-name", "n"}, map[string]string{"WEFT_LEASE_TTL": "forever"}, "WEFT_LEASE_TTL"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, err := ParseFlags(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q: want ErrUsage naming %q", err, tt.want)
+			}
+		})
+	}
+}
