@@ -2,7 +2,6 @@
 GO        ?= go
 BIN       := bin
 FUZZTIME  ?= 2m
-CMDS      := $(notdir $(wildcard cmd/*))
 
 .PHONY: all build test lint unit fuzz fuzz-brief bench soak demo clean
 
@@ -10,7 +9,8 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+	$(GO) build -o $(BIN)/ ./cmd/weftd ./cmd/weftctl
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/weft
 	$(GO) build -o $(BIN)/portmap github.com/containernetworking/plugins/plugins/meta/portmap
 
 lint:

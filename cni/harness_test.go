@@ -3,6 +3,7 @@ package cni_test
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -20,8 +21,10 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -39,7 +42,10 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	if os.Geteuid() == 0 {
+	flag.Parse()
+	// Fuzzing runs only FuzzParseConfig, in worker processes that re-run TestMain: no plugins needed.
+	fuzzing := flag.Lookup("test.fuzz").Value.String() != "" || flag.Lookup("test.fuzzworker").Value.String() == "true"
+	if os.Geteuid() == 0 && !fuzzing {
 		dir, err := os.MkdirTemp("", "weft-cni-bin")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -151,10 +157,17 @@ func newNode(t testing.TB, env subnet.Env) *node {
 		dir:        dir,
 		subnetFile: filepath.Join(dir, "run", "subnet.env"),
 		dataDir:    filepath.Join(dir, "ipam"),
-		cni:        libcni.NewCNIConfigWithCacheDir([]string{binDir}, filepath.Join(dir, "cache"), nil),
+		cni:        newRuntime(filepath.Join(dir, "cache")),
 	}
 	n.writeEnv(env)
 	return n
+}
+
+// newRuntime returns a libcni runtime caching results in cacheDir. It sets the exec explicitly:
+// libcni fills in a nil one lazily, which races when ADDs run concurrently.
+func newRuntime(cacheDir string) *libcni.CNIConfig {
+	ex := &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}}
+	return libcni.NewCNIConfigWithCacheDir([]string{binDir}, cacheDir, ex)
 }
 
 func (n *node) writeEnv(env subnet.Env) {

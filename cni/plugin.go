@@ -4,6 +4,10 @@
 // cni/ipam). It follows CNI spec 1.1: ADD, DEL, CHECK, GC, STATUS and VERSION, for configs of
 // versions 0.3.1 to 1.1.0. cmd/weft is its main; it links no etcd, gossip or daemon code.
 //
+// Concurrent invocations for different containers are safe: the IPAM store is locked while an
+// address is allocated or released, and GC holds it throughout (the runtime runs GC exclusively of
+// ADD and DEL). The bridge is created on the first ADD and tolerates racing creators.
+//
 // Errors carry the spec's codes: 7 for a bad config (naming the field), 8 for an unusable netns,
 // 11 ("try again later") when ADD finds weftd not ready (subnet file missing, malformed or not
 // WEFT_READY): the runtime retries pod creation, and weftd becomes ready on its own. STATUS reports
@@ -188,6 +192,16 @@ func allocate(c *Config, a ipam.Attachment, sn netip.Prefix) (netip.Addr, bool, 
 	return store.Allocate(a, sn)
 }
 
+// lookup returns a's address, if any.
+func lookup(c *Config, a ipam.Attachment) (netip.Addr, bool, error) {
+	store, err := openStore(c)
+	if err != nil {
+		return netip.Addr{}, false, err
+	}
+	defer store.Close()
+	return store.Get(a)
+}
+
 // release frees a's addresses.
 func release(c *Config, a ipam.Attachment) error {
 	store, err := openStore(c)
@@ -232,12 +246,7 @@ func Check(args *skel.CmdArgs) error {
 		return err
 	}
 
-	store, err := openStore(c)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	recorded, ok, err := store.Get(ipam.Attachment{ContainerID: args.ContainerID, IfName: args.IfName})
+	recorded, ok, err := lookup(c, ipam.Attachment{ContainerID: args.ContainerID, IfName: args.IfName})
 	if err != nil {
 		return err
 	}
@@ -382,12 +391,12 @@ func GC(args *skel.CmdArgs) error {
 
 	var errs []error
 	br, err := host.LinkByName(c.Bridge)
+	var links []netlink.Link
+	if err == nil {
+		links, err = host.LinkList()
+	}
 	switch {
 	case err == nil:
-		links, err := host.LinkList()
-		if err != nil {
-			return fmt.Errorf("list links: %w", err)
-		}
 		for _, l := range links {
 			name := l.Attrs().Name
 			if _, veth := l.(*netlink.Veth); !veth || !isHostVethName(name) || validVeths[name] || l.Attrs().MasterIndex != br.Attrs().Index {
@@ -396,7 +405,7 @@ func GC(args *skel.CmdArgs) error {
 			errs = append(errs, deleteLink(host, name))
 		}
 	case !isNotFound(err):
-		errs = append(errs, fmt.Errorf("bridge %s: %w", c.Bridge, err))
+		errs = append(errs, fmt.Errorf("host veths on %s: %w", c.Bridge, err))
 	}
 	_, err = store.Retain(func(a ipam.Attachment) bool { return valid[a] })
 	return errors.Join(append(errs, err)...)

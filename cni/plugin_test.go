@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/netip"
@@ -261,7 +260,7 @@ func TestGCAndStatus(t *testing.T) {
 	n.mustAdd(l, keep)
 	n.mustAdd(l, stale)
 	other := &node{t: t, ns: n.ns, subnetFile: n.subnetFile, dataDir: n.dataDir,
-		cni: libcni.NewCNIConfigWithCacheDir([]string{binDir}, filepath.Join(n.dir, "other-cache"), nil)}
+		cni: newRuntime(filepath.Join(n.dir, "other-cache"))}
 	other.mustAdd(l, runtimeConf("uncached", "eth0", newNetNS(t).Path()))
 	// A plugin killed mid-ADD: an allocation with no veth, and a veth on the bridge with no allocation.
 	if err := os.WriteFile(filepath.Join(n.dataDir, "weft", "10.244.7.200"), []byte("killed\neth0"), 0o600); err != nil {
@@ -521,14 +520,24 @@ func TestConcurrentAdds(t *testing.T) {
 	}
 }
 
-var cyclesFlag = flag.Int("cni.cycles", 300, "ADD/DEL cycles of TestAddDelCycles (30 with -short; make soak runs 10000)")
-
 // TestAddDelCycles repeats ADD and DEL and expects nothing left behind.
 func TestAddDelCycles(t *testing.T) {
-	cycles := *cyclesFlag
+	cycles := 300
 	if testing.Short() {
-		cycles = min(cycles, 30)
+		cycles = 30
 	}
+	addDelCycles(t, cycles)
+}
+
+// TestSoakAddDelCycles is make soak's long run (WEFT_SOAK=1).
+func TestSoakAddDelCycles(t *testing.T) {
+	if os.Getenv("WEFT_SOAK") != "1" {
+		t.Skip("skipped: soak test, run with WEFT_SOAK=1 (make soak)")
+	}
+	addDelCycles(t, 10000)
+}
+
+func addDelCycles(t *testing.T, cycles int) {
 	n := newNode(t, testEnv)
 	l := n.list("1.0.0", "")
 	pod := newNetNS(t)

@@ -76,7 +76,7 @@ func (d *Daemon) run(ctx context.Context) error {
 		return err
 	}
 	// 1. The network config.
-	if d.netCfg, err = d.mgr.WaitConfig(ctx); err != nil {
+	if d.netCfg, err = d.networkConfig(ctx); err != nil {
 		return err
 	}
 	h, err := netlink.NewHandle()

@@ -251,6 +251,25 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
+// Main is a TestMain for a package whose tests share one server: it starts the server, stores it in
+// *srv, runs the tests, closes the server and exits with the tests' status.
+func Main(m *testing.M, srv **Server) {
+	s, err := Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "etcdtest:", err)
+		os.Exit(1)
+	}
+	*srv = s
+	code := m.Run()
+	if err := s.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "etcdtest: closing the server:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
 var prefixSeq atomic.Int64
 
 // Prefix returns a key prefix no other test in the process uses, derived from the test's name

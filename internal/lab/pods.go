@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/pkg/ns"
 )
 
@@ -53,7 +55,8 @@ func (l *Lab) cni(node *Node) (*libcni.CNIConfig, *libcni.NetworkConfigList, err
 	if err != nil {
 		return nil, nil, err
 	}
-	return libcni.NewCNIConfigWithCacheDir([]string{l.st.BinDir}, filepath.Join(node.Dir, "cni-cache"), nil), list, nil
+	ex := &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}}
+	return libcni.NewCNIConfigWithCacheDir([]string{l.st.BinDir}, filepath.Join(node.Dir, "cni-cache"), ex), list, nil
 }
 
 func (l *Lab) runtimeConf(pod *Pod, ports []PortMapping) *libcni.RuntimeConf {

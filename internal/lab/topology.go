@@ -2,6 +2,8 @@ package lab
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -89,7 +91,32 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := l.startEtcd(ctx, ul); err != nil {
 		return nil, err
 	}
+	if _, err := l.gossipKey(); err != nil {
+		return nil, err
+	}
 	return l, nil
+}
+
+// StopEtcd stops the lab's etcd (an outage); StartEtcd brings it back with its data.
+func (l *Lab) StopEtcd() error {
+	l.mu.Lock()
+	pid := l.st.Procs["etcd"]
+	delete(l.st.Procs, "etcd")
+	err := l.save()
+	l.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return stopProc(pid, l.st.Dir, 5*time.Second)
+}
+
+// StartEtcd starts the lab's etcd again after StopEtcd and waits until it answers.
+func (l *Lab) StartEtcd(ctx context.Context) error {
+	ul, err := l.netns(l.UnderlayNetns())
+	if err != nil {
+		return err
+	}
+	return l.startEtcd(ctx, ul)
 }
 
 // startEtcd runs `weftctl demo etcd` in the underlay namespace and waits until it answers.
@@ -97,6 +124,9 @@ func (l *Lab) startEtcd(ctx context.Context, ul ns.NetNS) error {
 	dir := filepath.Join(l.st.Dir, "etcd")
 	listen := netip.AddrPortFrom(l.underlayIP(1), etcdPort).String()
 	cfg := fmt.Sprintf(`{"Network":%q,"Backend":{"Type":"vxlan"}}`, l.st.PodNetwork)
+	if err := os.Remove(filepath.Join(dir, "ready")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	cmd := exec.Command(filepath.Join(l.st.BinDir, "weftctl"), "demo", "etcd",
 		"-listen", listen, "-data-dir", dir, "-network-config", cfg)
 	if err := l.startProc(ul, "etcd", cmd, filepath.Join(l.st.Dir, "etcd.log")); err != nil {
@@ -225,8 +255,13 @@ func (l *Lab) StartWeftd(node *Node) error {
 	if err != nil {
 		return err
 	}
+	keyFile, err := l.gossipKey()
+	if err != nil {
+		return err
+	}
 	args := append([]string{
 		"-etcd-endpoints", l.EtcdEndpoint(),
+		"-gossip-key-file", keyFile,
 		"-node-name", node.Name,
 		"-subnet-file", filepath.Join(node.Dir, "subnet.env"),
 		"-state-dir", filepath.Join(node.Dir, "state"),
@@ -234,6 +269,19 @@ func (l *Lab) StartWeftd(node *Node) error {
 	}, node.Extra...)
 	cmd := exec.Command(filepath.Join(l.st.BinDir, "weftd"), args...)
 	return l.startProc(n, "weftd/"+node.Name, cmd, filepath.Join(node.Dir, "weftd.log"))
+}
+
+// gossipKey returns the lab's gossip key file, creating it with a random AES-256 key the first time.
+func (l *Lab) gossipKey() (string, error) {
+	path := filepath.Join(l.st.Dir, "gossip.key")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return "", err
+	}
+	return path, os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600)
 }
 
 // StopWeftd stops node's weftd with sig (SIGTERM or SIGKILL) and waits for it to be gone.

@@ -1,0 +1,66 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/weft-net/weft/subnet"
+)
+
+// netConfigFile caches the last good network config in the state dir, so that weftd restarted while
+// etcd is down (or after someone wrote an invalid config) runs on what it ran on before.
+const netConfigFile = "netconfig.json"
+
+// configProbe is how long start-up tries etcd for the config before it falls back to the cache.
+const configProbe = 5 * time.Second
+
+// networkConfig returns the network config from etcd and caches it. When a cached config exists and
+// etcd does not give a valid one within configProbe, the cached one is used; without a cache it
+// waits for etcd.
+func (d *Daemon) networkConfig(ctx context.Context) (*subnet.Config, error) {
+	path := filepath.Join(d.cfg.StateDir, netConfigFile)
+	cached, cacheErr := readCachedConfig(path)
+	if cacheErr != nil {
+		if !errors.Is(cacheErr, os.ErrNotExist) {
+			d.log.Warn("ignoring the cached network config", "path", path, "err", cacheErr)
+		}
+		cfg, err := d.mgr.WaitConfig(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return cfg, d.cacheConfig(path, cfg)
+	}
+	pctx, cancel := context.WithTimeout(ctx, configProbe)
+	defer cancel()
+	cfg, err := d.mgr.WaitConfig(pctx)
+	if err == nil {
+		return cfg, d.cacheConfig(path, cfg)
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	d.log.Warn("no valid network config from etcd; running on the last good one", "path", path, "err", err)
+	return cached, nil
+}
+
+func readCachedConfig(path string) (*subnet.Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return subnet.ParseConfig(data)
+}
+
+func (d *Daemon) cacheConfig(path string, cfg *subnet.Config) error {
+	data, err := cfg.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	if cur, err := os.ReadFile(path); err == nil && string(cur) == string(data) {
+		return nil
+	}
+	return subnet.WriteFileAtomic(path, data, 0o600)
+}
