@@ -197,14 +197,12 @@ func (m *Manager) Acquire(ctx context.Context, cfg *subnet.Config, attrs subnet.
 				return nil, err
 			}
 			l, v, err = m.create(ctx, s, id, ttl, attrs)
-			switch {
-			case errors.Is(err, rpctypes.ErrLeaseNotFound):
-				// The etcd lease of the local state expired just now: take a new one.
-				g.drop()
-				v, err = m.list(ctx)
-			case s == preferred:
-				preferred = netip.Prefix{}
-			}
+		}
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			// The etcd lease of the local state or of the own key expired just now: look again
+			// (the own key is gone with it) and take a new etcd lease.
+			g.drop()
+			v, err = m.list(ctx)
 		}
 		if err != nil {
 			return nil, err

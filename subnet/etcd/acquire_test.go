@@ -331,7 +331,7 @@ func TestReservationHonoured(t *testing.T) {
 	prefix := etcdtest.Prefix(t)
 	putConfig(t, prefix, net28)
 	admin := newNode(t, srv.Client(), prefix, "", nil)
-	if err := admin.m.Reserve(testCtx(t), mustPrefix("10.244.0.8/30"), subnet.LeaseAttrs{NodeName: "n7"}); err != nil {
+	if err := admin.m.Reserve(testCtx(t), mustPrefix("10.244.0.8/30"), subnet.LeaseAttrs{NodeName: "n7", PublicIP: mustAddr("192.0.2.8")}); err != nil {
 		t.Fatal(err)
 	}
 	flannelReserved := `{"PublicIP":"198.51.100.200","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"16:5f:89:33:07:c4"}}`
@@ -375,6 +375,12 @@ func TestReservationHonoured(t *testing.T) {
 `
 	if got := render(ls); got != want {
 		t.Fatalf("leases:\n%s\nwant:\n%s", got, want)
+	}
+	if l, ok := ls.Lookup(mustPrefix("10.244.0.8/30")); !ok || l.Attrs.NodeName != "n7" {
+		t.Fatalf("Lookup(10.244.0.8/30) = %+v, %t; want n7's reservation", l, ok)
+	}
+	if l, ok := ls.Lookup(mustPrefix("10.244.0.8/29")); ok {
+		t.Fatalf("Lookup(10.244.0.8/29) = %+v, want none", l)
 	}
 	// A restart reuses the reservation again, still without an etcd lease.
 	again, err := n7.restarted(t, srv.Client(), prefix).m.Acquire(testCtx(t), cfg, attrsFor(7))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/weft-net/weft/subnet"
@@ -15,14 +16,18 @@ import (
 
 // Reserve reserves subnet s for the node attrs.NodeName: a key with no etcd lease, which never
 // expires, is never handed to another node, and is reused by that node without a TTL. s must be a
-// subnet of the network config's Network with its SubnetLen. attrs need only name the node; when
-// they do not validate as a full lease value (no VTEP MAC before the node first runs), Watch
-// reports the key as malformed until the node takes it and writes its attributes. A key the node
-// already holds is turned into a reservation, keeping its value; an existing reservation for the
-// node is left alone. A key held by another node gives an error wrapping ErrSubnetInUse.
+// subnet of the network config's Network with its SubnetLen. attrs must name the node and its
+// public IPv4 address (flannel nodes sharing the prefix cannot read a value without one); the
+// other attributes may be left out: until the node takes the reservation and writes them, Watch
+// reports the key as malformed. A key the node already holds is turned into a reservation, keeping
+// its value; an existing reservation for the node is left alone. A key held by another node gives an
+// error wrapping ErrSubnetInUse.
 func (m *Manager) Reserve(ctx context.Context, s netip.Prefix, attrs subnet.LeaseAttrs) error {
-	if attrs.NodeName == "" {
-		return fmt.Errorf("%w: reserving %s: NodeName is empty: a reservation names its node", subnet.ErrInvalidLease, s)
+	switch ip := attrs.PublicIP; {
+	case attrs.NodeName == "" || strings.ContainsAny(attrs.NodeName, "\x00\n") || len(attrs.NodeName) > 253:
+		return fmt.Errorf("%w: reserving %s: NodeName=%q: a reservation names its node", subnet.ErrInvalidLease, s, attrs.NodeName)
+	case !ip.IsValid() || !ip.Is4() || ip.IsUnspecified() || ip.IsMulticast():
+		return fmt.Errorf("%w: reserving %s: PublicIP=%q: want the node's unicast IPv4 address", subnet.ErrInvalidLease, s, ip.String())
 	}
 	cfg, err := m.Config(ctx)
 	if err != nil {

@@ -20,6 +20,7 @@ func TestReserve(t *testing.T) {
 		setup   func(t *testing.T, prefix string) // runs before Reserve
 		subnet  string
 		node    string
+		ip      string // public IP; 192.0.2.8 when empty
 		wantErr error
 		errText string
 		// want renders the key afterwards: "lease" or "reserved", and its node.
@@ -61,7 +62,8 @@ func TestReserve(t *testing.T) {
 		{name: "wrong length", subnet: "10.244.7.0/25", node: "n7", wantErr: etcd.ErrInvalidSubnet, errText: "want a /24 subnet of 10.244.0.0/16"},
 		{name: "outside the network", subnet: "10.9.7.0/24", node: "n7", wantErr: etcd.ErrInvalidSubnet},
 		{name: "host bits", subnet: "10.244.7.1/24", node: "n7", wantErr: etcd.ErrInvalidSubnet},
-		{name: "no node name", subnet: "10.244.7.0/24", wantErr: subnet.ErrInvalidLease, errText: "NodeName is empty"},
+		{name: "no node name", subnet: "10.244.7.0/24", wantErr: subnet.ErrInvalidLease, errText: `NodeName=""`},
+		{name: "no public IP", subnet: "10.244.7.0/24", node: "n7", ip: "0.0.0.0", wantErr: subnet.ErrInvalidLease, errText: `PublicIP="0.0.0.0"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,7 +74,10 @@ func TestReserve(t *testing.T) {
 			}
 			admin := newNode(t, srv.Client(), prefix, "", nil)
 			s := mustPrefix(tt.subnet)
-			err := admin.m.Reserve(testCtx(t), s, subnet.LeaseAttrs{NodeName: tt.node})
+			if tt.ip == "" {
+				tt.ip = "192.0.2.8"
+			}
+			err := admin.m.Reserve(testCtx(t), s, subnet.LeaseAttrs{NodeName: tt.node, PublicIP: mustAddr(tt.ip)})
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.errText) {
 					t.Fatalf("Reserve: %v, want %v mentioning %q", err, tt.wantErr, tt.errText)

@@ -33,8 +33,11 @@ func (m *Manager) KeepAlive(ctx context.Context, l *subnet.Lease) error {
 	err := <-errc
 	cancel()
 	wg.Wait()
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrLeaseLost):
 		m.log.Warn("lost subnet lease", "subnet", l.Subnet, "err", err)
+	case err != nil:
+		m.log.Error("keeping the subnet lease failed", "subnet", l.Subnet, "err", err)
 	}
 	return err
 }
@@ -70,7 +73,7 @@ func (m *Manager) renew(ctx context.Context, l *subnet.Lease) error {
 		case ctx.Err() != nil:
 			return nil
 		default:
-			m.log.Warn("cannot renew the subnet lease, retrying", "subnet", l.Subnet, "err", err)
+			m.logRetry("cannot renew the subnet lease, retrying", err, "subnet", l.Subnet)
 		}
 		if !bo.wait(ctx) {
 			return nil
@@ -92,7 +95,7 @@ func (m *Manager) guard(ctx context.Context, l *subnet.Lease) error {
 		case ctx.Err() != nil:
 			return nil
 		case err != nil:
-			m.log.Warn("cannot read the own subnet key, retrying", "key", key, "err", err)
+			m.logRetry("cannot read the own subnet key, retrying", err, "key", key)
 			if !bo.wait(ctx) {
 				return nil
 			}
@@ -153,7 +156,7 @@ func (m *Manager) follow(ctx context.Context, key string, rev int64, l *subnet.L
 			case errors.Is(err, ErrLeaseLost):
 				return err
 			case err != nil && ctx.Err() == nil:
-				m.log.Warn("cannot read the own subnet key", "key", key, "err", err)
+				m.logRetry("cannot read the own subnet key", err, "key", key)
 			}
 		case wr, ok := <-wch:
 			if !ok {

@@ -152,7 +152,7 @@ func TestKeepAliveLost(t *testing.T) {
 			n := newNode(t, srv.Client(), prefix, "n1", nil)
 			if tt.reserve {
 				admin := newNode(t, srv.Client(), prefix, "", nil)
-				if err := admin.m.Reserve(testCtx(t), mustPrefix("10.244.9.0/24"), subnet.LeaseAttrs{NodeName: "n1"}); err != nil {
+				if err := admin.m.Reserve(testCtx(t), mustPrefix("10.244.9.0/24"), subnet.LeaseAttrs{NodeName: "n1", PublicIP: mustAddr("192.0.2.2")}); err != nil {
 					t.Fatal(err)
 				}
 			}

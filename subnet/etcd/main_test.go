@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -21,20 +20,7 @@ import (
 // srv is the etcd server every test of the package shares; each test works under its own prefix.
 var srv *etcdtest.Server
 
-func TestMain(m *testing.M) {
-	s, err := etcdtest.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	srv = s
-	code := m.Run()
-	if err := s.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, "closing etcd:", err)
-		code = 1
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { etcdtest.Main(m, &srv) }
 
 // testTimeout bounds every test's etcd calls; generous because the machine is shared.
 const testTimeout = 60 * time.Second

@@ -46,8 +46,15 @@ type Manager struct {
 	cli  *clientv3.Client
 	opts Options
 	log  *slog.Logger
-	up   atomic.Bool
+	// reach is what the last telling request said of etcd: reachUnknown, reachUp or reachDown.
+	reach atomic.Int32
 }
+
+const (
+	reachUnknown int32 = iota
+	reachUp
+	reachDown
+)
 
 // New returns a Manager using cli, which the caller keeps and closes.
 func New(cli *clientv3.Client, opts Options) (*Manager, error) {
@@ -67,17 +74,31 @@ func (m *Manager) Options() Options { return m.opts }
 // EtcdUp reports whether the last request that could tell succeeded: true once etcd answered,
 // false after a request failed for want of a reachable etcd (for the weft_etcd_up metric).
 // KeepAlive and Watch keep it current while they run.
-func (m *Manager) EtcdUp() bool { return m.up.Load() }
+func (m *Manager) EtcdUp() bool { return m.reach.Load() == reachUp }
 
-// observe records what a request's outcome says about etcd's reachability.
+// observe records what a request's outcome says about etcd's reachability, logging each change
+// once.
 func (m *Manager) observe(err error) {
-	if err == nil {
-		m.up.Store(true)
-		return
+	switch {
+	case err == nil:
+		if m.reach.Swap(reachUp) == reachDown {
+			m.log.Info("etcd reachable again")
+		}
+	case unreachable(err):
+		if m.reach.Swap(reachDown) != reachDown {
+			m.log.Warn("etcd unreachable", "err", err)
+		}
 	}
+}
+
+// logRetry logs a failed request that will be retried: at debug level when etcd is merely
+// unreachable (observe logs that once), else as a warning.
+func (m *Manager) logRetry(msg string, err error, args ...any) {
+	level := slog.LevelWarn
 	if unreachable(err) {
-		m.up.Store(false)
+		level = slog.LevelDebug
 	}
+	m.log.Log(context.Background(), level, msg, append(args, "err", err)...)
 }
 
 func unreachable(err error) bool {

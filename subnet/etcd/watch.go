@@ -129,7 +129,7 @@ func (m *Manager) Watch(ctx context.Context, fn func(LeaseSet)) error {
 			return nil
 		}
 		if err != nil {
-			m.log.Warn("cannot list leases, retrying", "prefix", m.SubnetsPrefix(), "err", err)
+			m.logRetry("cannot list leases, retrying", err, "prefix", m.SubnetsPrefix())
 			if !bo.wait(ctx) {
 				return nil
 			}
