@@ -107,12 +107,15 @@ func (d *Daemon) run(ctx context.Context) error {
 		Format: subnet.LeaseFormat, NodeName: cfg.NodeName, GossipAddr: gossipAddr,
 	}
 	// 2. The lease.
-	lease, err := d.mgr.Acquire(ctx, d.netCfg, d.attrs)
+	lease, held, err := d.acquire(ctx)
 	if err != nil {
 		return err
 	}
-	d.setLease(lease)
-	d.log.Info("subnet lease held", "subnet", lease.Subnet, "public_ip", ul.publicIP, "vtep_mac", mac, "etcd_lease", fmt.Sprintf("%x", lease.EtcdLease))
+	d.lease.Store(lease)
+	d.leaseHeld.Store(held)
+	if held {
+		d.log.Info("subnet lease held", "subnet", lease.Subnet, "public_ip", ul.publicIP, "vtep_mac", mac, "etcd_lease", fmt.Sprintf("%x", lease.EtcdLease))
+	}
 	// 3. The device.
 	vcfg.Subnet = lease.Subnet
 	if d.be, err = vxlan.New(vcfg, h, nsh); err != nil {
@@ -207,9 +210,35 @@ func (d *Daemon) meta(l *subnet.Lease) gossip.Meta {
 	}
 }
 
-func (d *Daemon) setLease(l *subnet.Lease) {
-	d.lease.Store(l)
-	d.leaseHeld.Store(l != nil)
+// acquire takes the node's lease. When etcd does not answer and the local state names the subnet the
+// node held, it returns a provisional lease on that subnet (held == false) so that a node restarted
+// during an etcd outage keeps its subnet and datapath; keepLease confirms it once etcd is back.
+// Without local state it waits for etcd.
+func (d *Daemon) acquire(ctx context.Context) (l *subnet.Lease, held bool, err error) {
+	last, hasLast := d.mgr.LastSubnet()
+	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if hasLast {
+			actx, cancel = context.WithTimeout(ctx, configProbe)
+		}
+		l, err = d.mgr.Acquire(actx, d.netCfg, d.attrs)
+		cancel()
+		switch {
+		case err == nil:
+			return l, true, nil
+		case errors.Is(err, weftetcd.ErrNoFreeSubnet) || ctx.Err() != nil:
+			return nil, false, err
+		case hasLast:
+			d.log.Warn("etcd does not answer; keeping the subnet of the local state until it does", "subnet", last, "err", err)
+			return &subnet.Lease{Subnet: last, Attrs: d.attrs}, false, nil
+		}
+		d.log.Warn("acquiring a subnet lease failed; retrying", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
 
 // program is the view's sink: it hands the desired peer set to the backend.
@@ -236,6 +265,11 @@ func (d *Daemon) program(peers []backend.Peer) {
 // keepLease keeps the lease alive; when it is lost it re-acquires the same subnet if it is free, and
 // fails when the subnet went to another node.
 func (d *Daemon) keepLease(ctx context.Context) error {
+	if !d.leaseHeld.Load() {
+		if err := d.confirmLease(ctx); err != nil {
+			return err
+		}
+	}
 	for {
 		l := d.lease.Load()
 		err := d.mgr.KeepAlive(ctx, l)
@@ -247,22 +281,44 @@ func (d *Daemon) keepLease(ctx context.Context) error {
 		}
 		d.metrics.leaseLosses.Inc()
 		d.log.Error("subnet lease lost; not ready until it is re-acquired", "subnet", l.Subnet, "err", err)
-		d.setLease(nil)
+		d.leaseHeld.Store(false)
 		d.updateReady()
+		if err := d.confirmLease(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// confirmLease acquires the lease of the subnet the node runs on, retrying while etcd does not
+// answer. It fails when the subnet went to another node.
+func (d *Daemon) confirmLease(ctx context.Context) error {
+	old := d.lease.Load()
+	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
 		nl, err := d.mgr.Acquire(ctx, d.netCfg, d.attrs)
-		if err != nil {
-			return fmt.Errorf("re-acquire the lease of %s: %w", l.Subnet, err)
-		}
-		if nl.Subnet != l.Subnet {
+		switch {
+		case err == nil && nl.Subnet != old.Subnet:
 			return fmt.Errorf("%w: lost %s and now hold %s; restart weftd, and then restart the pods that hold addresses of %s",
-				ErrSubnetChanged, l.Subnet, nl.Subnet, l.Subnet)
+				ErrSubnetChanged, old.Subnet, nl.Subnet, old.Subnet)
+		case err == nil:
+			d.log.Info("subnet lease held", "subnet", nl.Subnet, "etcd_lease", fmt.Sprintf("%x", nl.EtcdLease))
+			d.lease.Store(nl)
+			d.leaseHeld.Store(true)
+			if err := d.member.SetMeta(d.meta(nl)); err != nil {
+				d.log.Warn("gossip meta update", "err", err)
+			}
+			d.updateReady()
+			return nil
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, weftetcd.ErrNoFreeSubnet):
+			return fmt.Errorf("%w: %s went to another node and no subnet is free: %w", ErrSubnetChanged, old.Subnet, err)
 		}
-		d.log.Info("subnet lease re-acquired", "subnet", nl.Subnet)
-		d.setLease(nl)
-		if err := d.member.SetMeta(d.meta(nl)); err != nil {
-			d.log.Warn("gossip meta update", "err", err)
+		d.log.Warn("acquiring the subnet lease failed; retrying", "subnet", old.Subnet, "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
 		}
-		d.updateReady()
 	}
 }
 
@@ -302,13 +358,6 @@ func (d *Daemon) writeEnv(ready bool) error {
 	d.envMu.Lock()
 	defer d.envMu.Unlock()
 	l := d.lease.Load()
-	if l == nil {
-		if cur, err := subnet.ReadEnvFile(d.cfg.SubnetFile); err == nil && cur.Ready {
-			cur.Ready = false
-			return subnet.WriteEnvFile(d.cfg.SubnetFile, cur)
-		}
-		return nil
-	}
 	e := &subnet.Env{Network: d.netCfg.Network, Subnet: l.Subnet, MTU: d.be.MTU(), IPMasq: d.cfg.IPMasq, Ready: ready}
 	if cur, err := subnet.ReadEnvFile(d.cfg.SubnetFile); err == nil && *cur == *e {
 		return nil

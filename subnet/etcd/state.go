@@ -86,3 +86,13 @@ func (m *Manager) writeState(l *subnet.Lease) error {
 	}
 	return nil
 }
+
+// LastSubnet returns the subnet the local state file says this node held last, without asking etcd:
+// a node restarted during an etcd outage keeps using it until etcd confirms the lease.
+func (m *Manager) LastSubnet() (netip.Prefix, bool) {
+	st := m.readState()
+	if st == nil {
+		return netip.Prefix{}, false
+	}
+	return st.Subnet, true
+}
