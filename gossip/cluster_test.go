@@ -348,11 +348,13 @@ func TestClusterLeave(t *testing.T) {
 	nodes := []*testNode{c.start("node-1", keys), c.start("node-2", keys), c.start("node-3", keys)}
 	waitViews(t, 10*time.Second, nodes, "node-3", "alive", alive)
 
+	stopped := time.Now()
 	nodes[2].stop(t)
 	rest := nodes[:2]
 	waitViews(t, 5*time.Second, rest, "node-3", "gone, route kept", func(p PeerDetail) bool {
 		return p.Liveness == LivenessUnreachable && p.Gossip.Status == StatusGone
 	})
+	t.Logf("member that left is gone everywhere after %s", time.Since(stopped).Round(time.Millisecond))
 	for _, n := range rest {
 		n.rec.wait(t, n.name+" keeps node-3's route", func(p []backend.Peer) bool {
 			return strings.Contains(renderPeers(p), "node-3")

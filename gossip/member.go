@@ -133,7 +133,8 @@ func (m *Member) Addr() netip.AddrPort { return m.cfg.Advertise() }
 
 // Run starts memberlist, joins the cluster in the background and keeps retrying while this member
 // is alone, until ctx is done; then it leaves (unless Config.SkipLeave) and shuts memberlist down.
-// A Member runs once.
+// Stopping waits for a join round or meta broadcast in flight (at most TCPTimeout or
+// BroadcastTimeout) and for the leave broadcast (at most BroadcastTimeout). A Member runs once.
 func (m *Member) Run(ctx context.Context) error {
 	m.mu.Lock()
 	if m.started {

@@ -102,8 +102,8 @@ const (
 // liveness is reported and its attributes (public IP, VTEP MAC) replace the lease's when its
 // AttrVersion is higher. A member that leaves or fails keeps its peer until the lease goes.
 //
-// The desired set goes to the sink, from Run, whenever it changed, at most every Quiet after a
-// burst of changes and never later than MaxDelay after the first.
+// The desired set goes to the sink, from Run, when it has changed: once changes pause for Quiet,
+// and at the latest MaxDelay after the first change.
 type View struct {
 	cfg  ViewConfig
 	log  *slog.Logger

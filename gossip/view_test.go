@@ -395,8 +395,10 @@ func TestViewCoalescing(t *testing.T) {
 		}
 		return len(p) == n
 	})
-	if calls := after - before; calls > 5 {
-		t.Fatalf("%d member events caused %d sink calls, want a handful", n, calls)
+	calls := after - before
+	t.Logf("%d member events caused %d sink calls", n, calls)
+	if calls > 5 {
+		t.Fatalf("want a handful of sink calls")
 	}
 	if got := v.Stats().SinkCalls; got != uint64(after) {
 		t.Fatalf("Stats().SinkCalls=%d, the sink saw %d", got, after)
