@@ -690,3 +690,25 @@ func dropTime(a slog.Attr) slog.Attr {
 	}
 	return a
 }
+
+// TestClusterPartitionHeals: two groups that formed apart merge once one member learns (from etcd)
+// an address of the other group, although none of them is alone.
+func TestClusterPartitionHeals(t *testing.T) {
+	a, b := newTestCluster(t), newTestCluster(t)
+	a1, a2 := a.start("a-1", a.writeKeys("keys", "A")), a.start("a-2", a.writeKeys("keys", "A"))
+	b1, b2 := b.start("b-1", b.writeKeys("keys", "A")), b.start("b-2", b.writeKeys("keys", "A"))
+	all := []*testNode{a1, a2, b1, b2}
+	members := func(want int) func() bool {
+		return func() bool {
+			for _, n := range all {
+				if n.member.Stats().Members != want {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	waitFor(t, 10*time.Second, "two groups of two", members(2))
+	a1.member.JoinAddrs(append(a.gossipAddrs(), b.gossipAddrs()...))
+	waitFor(t, 10*time.Second, "one group of four", members(4))
+}

@@ -252,9 +252,10 @@ func (m *Member) metaLoop(ctx context.Context, ml *memberlist.Memberlist) {
 }
 
 // JoinAddrs sets the gossip addresses to join, typically those found in the etcd leases; it
-// replaces the previous set. While the member is alone, it starts a join round in the background
-// at once and then every JoinRetryInterval; each round contacts up to 5 random addresses (these
-// and Config.Join, without this member's own) concurrently.
+// replaces the previous set. While some of these addresses (or Config.Join) are not members — the
+// member is alone, or the cluster is split — it starts a join round in the background at once and
+// then every JoinRetryInterval; each round contacts up to 5 random such addresses concurrently.
+// Joining a member of another group merges the groups, so partitions heal.
 func (m *Member) JoinAddrs(addrs []netip.AddrPort) {
 	valid := make([]netip.AddrPort, 0, len(addrs))
 	for _, a := range addrs {
@@ -268,23 +269,30 @@ func (m *Member) JoinAddrs(addrs []netip.AddrPort) {
 	kick(m.joinKick)
 }
 
-// maybeJoin starts a join round when the member is alone and no round is running.
+// maybeJoin starts a join round when some known address is not a member and no round is running.
 func (m *Member) maybeJoin(wg *sync.WaitGroup, ml *memberlist.Memberlist) {
-	if ml.NumMembers() > 1 || !m.joining.CompareAndSwap(false, true) {
+	if !m.joining.CompareAndSwap(false, true) {
 		return
 	}
-	addrs := m.joinCandidates()
+	members := make(map[string]bool)
+	for _, n := range ml.Members() {
+		members[n.Address()] = true
+	}
+	addrs := m.joinCandidates(members)
 	if len(addrs) == 0 {
 		m.joining.Store(false)
 		return
 	}
+	alone := len(members) <= 1
 	wg.Go(func() {
 		defer m.joining.Store(false)
-		m.joinRound(ml, addrs)
+		m.joinRound(ml, addrs, alone)
 	})
 }
 
-func (m *Member) joinCandidates() []string {
+// joinCandidates returns up to 5 random known addresses that are neither this member nor one of
+// members.
+func (m *Member) joinCandidates(members map[string]bool) []string {
 	self := m.Addr().String()
 	m.mu.Lock()
 	all := slices.Clone(m.cfg.Join)
@@ -292,7 +300,7 @@ func (m *Member) joinCandidates() []string {
 		all = append(all, a.String())
 	}
 	m.mu.Unlock()
-	all = slices.DeleteFunc(all, func(a string) bool { return a == self })
+	all = slices.DeleteFunc(all, func(a string) bool { return a == self || members[a] })
 	slices.Sort(all)
 	all = slices.Compact(all)
 	rand.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
@@ -301,7 +309,8 @@ func (m *Member) joinCandidates() []string {
 
 // joinRound contacts every address concurrently; one success is enough, memberlist's push/pull
 // brings the rest of the cluster.
-func (m *Member) joinRound(ml *memberlist.Memberlist, addrs []string) {
+// A member that is not alone logs failures at debug level only: leases of dead nodes live for hours.
+func (m *Member) joinRound(ml *memberlist.Memberlist, addrs []string, alone bool) {
 	m.joinRounds.Add(1)
 	errs := make([]error, len(addrs))
 	var wg sync.WaitGroup
@@ -316,7 +325,11 @@ func (m *Member) joinRound(ml *memberlist.Memberlist, addrs []string) {
 	joined := slices.ContainsFunc(errs, func(err error) bool { return err == nil })
 	if !joined {
 		m.joinFailures.Add(1)
-		m.log.Warn("gossip join failed, retrying while alone", "addrs", addrs,
+		level := slog.LevelDebug
+		if alone {
+			level = slog.LevelWarn
+		}
+		m.log.Log(context.Background(), level, "gossip join failed, retrying", "addrs", addrs,
 			"retry", m.cfg.JoinRetryInterval, "err", errors.Join(errs...))
 		return
 	}
