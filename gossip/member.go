@@ -94,6 +94,10 @@ type Member struct {
 	ml        *memberlist.Memberlist
 	meta      []byte
 	joinAddrs []netip.AddrPort
+	// alive holds the addresses of the alive members, by name, from memberlist's events (reading
+	// memberlist's Node values outside its event path races with its updates).
+	aliveMu sync.Mutex
+	alive   map[string]string
 }
 
 // NewMember validates the config and loads the key file. obs receives member events; it may be nil.
@@ -275,9 +279,11 @@ func (m *Member) maybeJoin(wg *sync.WaitGroup, ml *memberlist.Memberlist) {
 		return
 	}
 	members := make(map[string]bool)
-	for _, n := range ml.Members() {
-		members[n.Address()] = true
+	m.aliveMu.Lock()
+	for _, a := range m.alive {
+		members[a] = true
 	}
+	m.aliveMu.Unlock()
 	addrs := m.joinCandidates(members)
 	if len(addrs) == 0 {
 		m.joining.Store(false)
@@ -421,6 +427,16 @@ func (d delegate) NotifyConflict(existing, other *memberlist.Node) {
 
 func (d delegate) notify(n *memberlist.Node, status MemberStatus) {
 	s := memberState(n, status)
+	d.m.aliveMu.Lock()
+	if d.m.alive == nil {
+		d.m.alive = make(map[string]string)
+	}
+	if status == StatusAlive {
+		d.m.alive[s.Name] = s.Addr.String()
+	} else {
+		delete(d.m.alive, s.Name)
+	}
+	d.m.aliveMu.Unlock()
 	if s.MetaErr != nil && s.Name != d.m.cfg.NodeName && s.Status == StatusAlive {
 		d.m.log.Warn("gossip member meta unusable", "node", s.Name, "addr", s.Addr, "err", s.MetaErr)
 	}
