@@ -157,8 +157,8 @@ func (c *Config) Validate() error {
 		return bad("subnet-file", "", "must not be empty")
 	case c.StateDir == "":
 		return bad("state-dir", "", "must not be empty")
-	case c.LeaseTTL < 10*time.Second:
-		return bad("lease-ttl", c.LeaseTTL, "must be at least 10s")
+	case c.LeaseTTL < 10*time.Second || c.LeaseTTL%time.Second != 0:
+		return bad("lease-ttl", c.LeaseTTL, "must be whole seconds, at least 10s")
 	case c.ResyncInterval < time.Second:
 		return bad("resync-interval", c.ResyncInterval, "must be at least 1s")
 	case c.RulesInterval < time.Second:

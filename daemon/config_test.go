@@ -2,10 +2,13 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weft-net/weft/backend"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -39,6 +42,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{[]string{"-node-name", "n", "-etcd-cert", "/c.pem"}, nil, "-etcd-cert and -etcd-key go together"},
 		{[]string{"-node-name", "a b"}, nil, `-node-name="a b"`},
 		{[]string{"-node-name", "n", "-lease-ttl", "1s"}, nil, `-lease-ttl="1s"`},
+		{[]string{"-node-name", "n", "-lease-ttl", "10.5s"}, nil, `-lease-ttl="10.5s"`},
 		{[]string{"-node-name", "n", "-mtu", "100"}, nil, `-mtu="100"`},
 		{[]string{"-node-name", "n", "-tx-checksum-offload", "maybe"}, nil, `-tx-checksum-offload="maybe"`},
 		{[]string{"-node-name", "n", "-log-format", "xml"}, nil, `-log-format="xml"`},
@@ -54,5 +58,26 @@ func TestParseFlagsErrors(t *testing.T) {
 				t.Errorf("error %q: want ErrUsage naming %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestKernelErrors(t *testing.T) {
+	bad := fmt.Errorf("peer node-9: %w: MAC is multicast", backend.ErrInvalidPeer)
+	kernel := errors.New("route add: file exists")
+	tests := []struct {
+		name string
+		in   error
+		want string
+	}{
+		{"nil", nil, ""},
+		{"invalid peers only", errors.Join(bad, bad), ""},
+		{"kernel error alone", kernel, "route add: file exists"},
+		{"mixed", errors.Join(bad, kernel), "route add: file exists"},
+	}
+	for _, tt := range tests {
+		got := kernelErrors(tt.in)
+		if (got == nil && tt.want != "") || (got != nil && got.Error() != tt.want) {
+			t.Errorf("%s: kernelErrors = %v, want %q", tt.name, got, tt.want)
+		}
 	}
 }

@@ -16,13 +16,12 @@ import (
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/weft-net/weft/backend"
 	"github.com/weft-net/weft/gossip"
+	"github.com/weft-net/weft/internal/etcdclient"
 	"github.com/weft-net/weft/subnet"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
 	"github.com/weft-net/weft/vxlan"
@@ -50,6 +49,7 @@ type Daemon struct {
 	lease       atomic.Pointer[subnet.Lease]
 	leaseHeld   atomic.Bool
 	programmed  atomic.Bool
+	stalled     atomic.Bool
 	lastErr     atomic.Pointer[string]
 	envMu       sync.Mutex
 	readyLogged atomic.Bool
@@ -114,7 +114,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	d.lease.Store(lease)
 	d.leaseHeld.Store(held)
 	if held {
-		d.log.Info("subnet lease held", "subnet", lease.Subnet, "public_ip", ul.publicIP, "vtep_mac", mac, "etcd_lease", fmt.Sprintf("%x", lease.EtcdLease))
+		d.log.Info("subnet lease held", "subnet", lease.Subnet, "public_ip", ul.publicIP, "vtep_mac", mac.String(), "etcd_lease", fmt.Sprintf("%x", lease.EtcdLease))
 	}
 	// 3. The device.
 	vcfg.Subnet = lease.Subnet
@@ -181,6 +181,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	g.Go(func() error { return d.prober.Run(ctx) })
 	g.Go(func() error { return hs.Run(ctx) })
 	g.Go(func() error { return d.reloadKeysOnHUP(ctx) })
+	g.Go(func() error { return d.watchdog(ctx) })
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		err = nil
@@ -247,9 +248,11 @@ func (d *Daemon) program(peers []backend.Peer) {
 	err := d.be.SetPeers(peers)
 	d.metrics.observeReconcile(time.Since(start), err)
 	if err != nil {
-		msg := err.Error()
-		d.lastErr.Store(&msg)
 		d.log.Error("programming peers", "peers", len(peers), "err", err)
+	}
+	if kerr := kernelErrors(err); kerr != nil {
+		msg := kerr.Error()
+		d.lastErr.Store(&msg)
 	} else {
 		d.lastErr.Store(nil)
 	}
@@ -260,6 +263,47 @@ func (d *Daemon) program(peers []backend.Peer) {
 	d.prober.setTargets(targets)
 	d.programmed.Store(true)
 	d.updateReady()
+}
+
+// kernelErrors drops the invalid-peer errors from a SetPeers error: a peer that cannot be programmed
+// (a lease with a bad MAC, or one overlapping this node's subnet) is logged and counted, but does not
+// make the node unready — its other peers are programmed.
+func kernelErrors(err error) error {
+	if err == nil {
+		return nil
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	var out []error
+	for _, e := range errs {
+		if !errors.Is(e, backend.ErrInvalidPeer) {
+			out = append(out, e)
+		}
+	}
+	return errors.Join(out...)
+}
+
+// watchdog marks the daemon not live when the backend's loop stops reconciling: it resyncs at least
+// every ResyncInterval, so three intervals without a reconcile mean it is stuck.
+func (d *Daemon) watchdog(ctx context.Context) error {
+	t := time.NewTicker(d.cfg.ResyncInterval)
+	defer t.Stop()
+	last, misses := d.be.Stats().Reconciles, 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if r := d.be.Stats().Reconciles; r != last {
+			last, misses = r, 0
+		} else {
+			misses++
+		}
+		d.stalled.Store(misses >= 3)
+	}
 }
 
 // keepLease keeps the lease alive; when it is lost it re-acquires the same subnet if it is free, and
@@ -336,8 +380,13 @@ func (d *Daemon) ready() error {
 	return nil
 }
 
-// live reports whether the daemon's loops are running.
-func (d *Daemon) live() error { return nil }
+// live reports whether the daemon's loops are running; any loop that fails ends the process.
+func (d *Daemon) live() error {
+	if d.stalled.Load() {
+		return fmt.Errorf("the VXLAN reconcile loop has not run for %v", 3*d.cfg.ResyncInterval)
+	}
+	return nil
+}
 
 // updateReady writes WEFT_READY to subnet.env when readiness changed.
 func (d *Daemon) updateReady() {
@@ -384,22 +433,8 @@ func (d *Daemon) reloadKeysOnHUP(ctx context.Context) error {
 }
 
 func newEtcdClient(cfg *Config) (*clientv3.Client, error) {
-	c := clientv3.Config{
-		Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second,
-		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
+	return etcdclient.New(etcdclient.Config{
+		Endpoints: cfg.EtcdEndpoints, CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile, CAFile: cfg.EtcdCAFile,
 		Username: cfg.EtcdUsername, Password: cfg.EtcdPassword,
-		Logger: zap.NewNop(),
-	}
-	if cfg.EtcdCertFile != "" || cfg.EtcdCAFile != "" {
-		tls, err := (transport.TLSInfo{CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile, TrustedCAFile: cfg.EtcdCAFile}).ClientConfig()
-		if err != nil {
-			return nil, fmt.Errorf("etcd TLS: %w", err)
-		}
-		c.TLS = tls
-	}
-	cli, err := clientv3.New(c)
-	if err != nil {
-		return nil, fmt.Errorf("etcd client for %v: %w", cfg.EtcdEndpoints, err)
-	}
-	return cli, nil
+	})
 }

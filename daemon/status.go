@@ -18,8 +18,8 @@ func (d *Daemon) gauges() gauges {
 		etcdUp: func() float64 { return boolFloat(d.mgr.EtcdUp()) },
 		ready:  func() float64 { return boolFloat(d.ready() == nil) },
 		leaseExpiry: func() float64 {
-			if l := d.lease.Load(); l != nil && !l.Expiry.IsZero() {
-				return float64(l.Expiry.Unix())
+			if t := d.mgr.LeaseExpiry(); !t.IsZero() {
+				return float64(t.Unix())
 			}
 			return 0
 		},

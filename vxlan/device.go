@@ -113,7 +113,7 @@ func (b *Backend) ensureDeviceLocked() (int, error) {
 	}
 	attrs := link.Attrs()
 	if !bytes.Equal(attrs.HardwareAddr, b.mac[:]) {
-		b.log.Info("restoring VTEP MAC", "found", attrs.HardwareAddr)
+		b.log.Info("restoring VTEP MAC", "found", attrs.HardwareAddr.String())
 		if err := b.write(b.h.LinkSetHardwareAddr(link, b.mac.hw())); err != nil {
 			return 0, fmt.Errorf("set MAC of %s to %s: %w", name, b.mac, err)
 		}

@@ -82,19 +82,10 @@ func kernelRelease() (string, error) {
 
 // setTxChecksum makes the tx checksum offload of link device in the network namespace nsh match
 // want. The ethtool ioctl acts on the namespace of the socket it is issued on, so the socket is
-// created inside nsh.
+// created inside nsh — directly when nsh is the caller's own namespace (the daemon's case: entering
+// a namespace needs CAP_SYS_ADMIN, which weftd does not otherwise need).
 func setTxChecksum(nsh netns.NsHandle, device string, want bool) error {
-	target, err := ns.GetNS(fmt.Sprintf("/proc/self/fd/%d", int(nsh)))
-	if err != nil {
-		return fmt.Errorf("tx checksum offload: open netns: %w", err)
-	}
-	defer target.Close()
-	var fd int
-	err = target.Do(func(ns.NetNS) error {
-		var err error
-		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		return err
-	})
+	fd, err := socketIn(nsh)
 	if err != nil {
 		return fmt.Errorf("tx checksum offload: socket: %w", err)
 	}
@@ -114,6 +105,30 @@ func setTxChecksum(nsh netns.NsHandle, device string, want bool) error {
 		return fmt.Errorf("tx checksum offload of %s: set %t: %w", device, want, err)
 	}
 	return nil
+}
+
+// socketIn opens a datagram socket in the network namespace nsh.
+func socketIn(nsh netns.NsHandle) (int, error) {
+	open := func() (int, error) { return unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0) }
+	if cur, err := netns.Get(); err == nil {
+		same := cur.Equal(nsh)
+		cur.Close()
+		if same {
+			return open()
+		}
+	}
+	target, err := ns.GetNS(fmt.Sprintf("/proc/self/fd/%d", int(nsh)))
+	if err != nil {
+		return -1, fmt.Errorf("open netns: %w", err)
+	}
+	defer target.Close()
+	fd := -1
+	err = target.Do(func(ns.NetNS) error {
+		var err error
+		fd, err = open()
+		return err
+	})
+	return fd, err
 }
 
 // ethtoolValueIoctl issues SIOCETHTOOL with a struct ethtool_value and returns its data.

@@ -54,9 +54,10 @@ func (m *Manager) renew(ctx context.Context, l *subnet.Lease) error {
 			}
 			return fmt.Errorf("keeping etcd lease %x of %s alive: %w", l.EtcdLease, l.Subnet, err)
 		}
-		for range ch {
+		for resp := range ch {
 			m.observe(nil)
 			bo.reset()
+			m.expiry.Store(time.Now().Add(time.Duration(resp.TTL) * time.Second).UnixNano())
 		}
 		if ctx.Err() != nil {
 			return nil

@@ -48,6 +48,8 @@ type Manager struct {
 	log  *slog.Logger
 	// reach is what the last telling request said of etcd: reachUnknown, reachUp or reachDown.
 	reach atomic.Int32
+	// expiry is when the last renewed etcd lease runs out unless renewed again (unix nanoseconds).
+	expiry atomic.Int64
 }
 
 const (
@@ -66,6 +68,15 @@ func New(cli *clientv3.Client, opts Options) (*Manager, error) {
 		return nil, err
 	}
 	return &Manager{cli: cli, opts: opts, log: opts.Logger.With("component", "subnet/etcd")}, nil
+}
+
+// LeaseExpiry is when the etcd lease KeepAlive renews runs out unless renewed again, as of its last
+// renewal; zero before the first renewal.
+func (m *Manager) LeaseExpiry() time.Time {
+	if ns := m.expiry.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // Options returns the options in use, defaults filled in.
