@@ -156,6 +156,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	if err := d.member.SetMeta(d.meta(lease)); err != nil {
 		return err
 	}
+	d.joinSavedPeers()
 	d.prober = newProber(cfg.ProbeInterval, d.log)
 	d.metrics = newMetrics(d.gauges())
 	hs := &healthServer{addr: cfg.HealthAddr, log: d.log, live: d.live, ready: d.ready, peers: d.debugPeers, metrics: d.metrics}
@@ -163,16 +164,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.keepLease(ctx) })
 	g.Go(func() error {
-		return d.mgr.Watch(ctx, func(set weftetcd.LeaseSet) {
-			d.view.SetLeases(set.Leases)
-			var addrs []netip.AddrPort
-			for _, l := range set.Leases {
-				if l.Attrs.GossipAddr.IsValid() && l.Attrs.NodeName != cfg.NodeName {
-					addrs = append(addrs, l.Attrs.GossipAddr)
-				}
-			}
-			d.member.JoinAddrs(addrs)
-		})
+		return d.mgr.Watch(ctx, d.leaseHandler())
 	})
 	g.Go(func() error { return d.view.Run(ctx) })
 	g.Go(func() error { return d.member.Run(ctx) })
@@ -231,7 +223,11 @@ func (d *Daemon) acquire(ctx context.Context) (l *subnet.Lease, held bool, err e
 			return nil, false, err
 		case hasLast:
 			d.log.Warn("etcd does not answer; keeping the subnet of the local state until it does", "subnet", last, "err", err)
-			return &subnet.Lease{Subnet: last, Attrs: d.attrs}, false, nil
+			// The attributes may have changed since the lease was written (a new VTEP MAC): a fresh
+			// AttrVersion makes peers take them from gossip over the lease until etcd is back.
+			attrs := d.attrs
+			attrs.AttrVersion = time.Now().UnixNano()
+			return &subnet.Lease{Subnet: last, Attrs: attrs}, false, nil
 		}
 		d.log.Warn("acquiring a subnet lease failed; retrying", "err", err, "retry_in", wait)
 		select {

@@ -1,0 +1,188 @@
+package ctl
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weft-net/weft/subnet"
+	weftetcd "github.com/weft-net/weft/subnet/etcd"
+)
+
+func runLeasesReserve(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+	var ef etcdFlags
+	ef.register(fs)
+	node := fs.String("node", "", "node the subnet is reserved for (required)")
+	ipArg := fs.String("public-ip", "", "the node's underlay IPv4 address (default: the one in the node's current lease of SUBNET)")
+	pos, err := parse(env, fs, args, "SUBNET")
+	if err != nil {
+		return err
+	}
+	sn, err := parseSubnetArg(pos[0])
+	if err != nil {
+		return err
+	}
+	if *node == "" {
+		return fmt.Errorf("%w: -node: the node to reserve %s for is required", ErrUsage, sn)
+	}
+	var ip netip.Addr
+	if *ipArg != "" {
+		if ip, err = netip.ParseAddr(*ipArg); err != nil || !ip.Is4() {
+			return fmt.Errorf("%w: -public-ip=%q: not an IPv4 address", ErrUsage, *ipArg)
+		}
+	}
+	s, err := ef.open()
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	entries, _, err := s.readKeys(ctx)
+	if err != nil {
+		return err
+	}
+	var own *keyEntry
+	for i := range entries {
+		if e := &entries[i]; e.Subnet == sn && e.Key == s.m.SubnetKey(sn) && e.holder() == *node {
+			own = e
+		}
+	}
+	if !ip.IsValid() {
+		if own == nil || !own.publicIP().IsValid() {
+			return fmt.Errorf("%w: -public-ip: the address of node %q is required (it holds no lease of %s to take it from)", ErrUsage, *node, sn)
+		}
+		ip = own.publicIP()
+	}
+	err = s.do(ctx, func(ctx context.Context) error {
+		return s.m.Reserve(ctx, sn, subnet.LeaseAttrs{NodeName: *node, PublicIP: ip})
+	})
+	switch {
+	case errors.Is(err, weftetcd.ErrSubnetInUse):
+		return fmt.Errorf("%w; reclaim it first (weftctl leases reclaim %s) if that node is gone", err, sn)
+	case err != nil:
+		return err
+	case own != nil && own.reserved():
+		fmt.Fprintf(env.Stdout, "%s is already reserved for node %q: nothing to do.\n", sn, *node)
+	case own != nil:
+		fmt.Fprintf(env.Stdout, "Turned node %q's lease of %s into a reservation: the key no longer expires.\n", *node, sn)
+	default:
+		fmt.Fprintf(env.Stdout, "Reserved %s for node %q (%s): the key never expires and no other node gets it.\n"+
+			"weftd on %s takes it the next time it acquires its subnet (at start).\n", sn, *node, ip, *node)
+	}
+	return nil
+}
+
+// aliveWithin is how recently an etcd lease must have been renewed for its holder to look alive:
+// weftd renews its lease through etcd's keep-alive, every third of the TTL (plus a tenth of slack).
+func aliveWithin(granted time.Duration) time.Duration { return granted/3 + granted/10 }
+
+func runLeasesReclaim(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+	var ef etcdFlags
+	ef.register(fs)
+	yes := fs.Bool("yes", false, "reclaim without asking")
+	pos, err := parse(env, fs, args, "SUBNET")
+	if err != nil {
+		return err
+	}
+	sn, err := parseSubnetArg(pos[0])
+	if err != nil {
+		return err
+	}
+	s, err := ef.open()
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	entries, _, err := s.readKeys(ctx)
+	if err != nil {
+		return err
+	}
+	var found []keyEntry
+	for _, e := range entries {
+		if e.Subnet == sn {
+			found = append(found, e)
+		}
+	}
+	if len(found) == 0 {
+		fmt.Fprintf(env.Stdout, "%s is free: nothing to reclaim.\n", sn)
+		return nil
+	}
+	for i := range found {
+		if err := s.describeHolder(ctx, env, &found[i]); err != nil {
+			return err
+		}
+	}
+	if !*yes {
+		ok, err := confirm(env, fmt.Sprintf("Reclaim %s? [y/N] ", sn))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%w: %s not reclaimed", ErrAborted, sn)
+		}
+	}
+	if err := s.do(ctx, func(ctx context.Context) error { return s.m.Reclaim(ctx, sn) }); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Reclaimed %s: deleted its key and revoked the etcd lease no other key uses.\n", sn)
+	return nil
+}
+
+// describeHolder prints who holds e and warns when the holder looks alive: a running weftd takes
+// its subnet back as soon as it loses it.
+func (s *session) describeHolder(ctx context.Context, env *Env, e *keyEntry) error {
+	who := "an unknown holder"
+	if h := e.holder(); h != "" {
+		who = fmt.Sprintf("node %q", h)
+		if ip := e.publicIP(); ip.IsValid() {
+			who += fmt.Sprintf(" (%s)", ip)
+		}
+	}
+	if e.reserved() {
+		fmt.Fprintf(env.Stdout, "%s is reserved for %s (key %s).\n", e.Subnet, who, e.Key)
+		if e.holder() != "" {
+			fmt.Fprintf(env.Stderr, "warning: if weftd runs on that node, it acquires a subnet again at once, this one if it is still free.\n")
+		}
+		return nil
+	}
+	var ttl *clientv3.LeaseTimeToLiveResponse
+	if err := s.do(ctx, func(ctx context.Context) error {
+		var err error
+		ttl, err = s.cli.TimeToLive(ctx, clientv3.LeaseID(e.EtcdLease))
+		return err
+	}); err != nil {
+		return fmt.Errorf("reading etcd lease %x of %s: %w", e.EtcdLease, e.Key, err)
+	}
+	fmt.Fprintf(env.Stdout, "%s is leased to %s (key %s, etcd lease %x, %s).\n", e.Subnet, who, e.Key, e.EtcdLease, e.expires(env.now()))
+	granted, left := time.Duration(ttl.GrantedTTL)*time.Second, time.Duration(ttl.TTL)*time.Second
+	if left > 0 && granted-left < aliveWithin(granted) {
+		fmt.Fprintf(env.Stderr, "warning: the etcd lease was renewed %s ago: weftd on that node looks alive, and a live weftd takes its\n"+
+			"subnet back as soon as it loses it. Stop weftd on the node first if it should not keep %s.\n", (granted - left).String(), e.Subnet)
+	}
+	return nil
+}
+
+// confirm asks question on stdout and reads a yes or no from stdin.
+func confirm(env *Env, question string) (bool, error) {
+	fmt.Fprint(env.Stdout, question)
+	if env.Stdin == nil {
+		fmt.Fprintln(env.Stdout)
+		return false, fmt.Errorf("%w: no answer (no input): pass -yes to confirm", ErrAborted)
+	}
+	line, err := bufio.NewReader(env.Stdin).ReadString('\n')
+	if err != nil && line == "" {
+		fmt.Fprintln(env.Stdout)
+		return false, fmt.Errorf("%w: no answer (input closed): pass -yes to confirm", ErrAborted)
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true, nil
+	}
+	return false, nil
+}

@@ -1,0 +1,244 @@
+package ctl
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/weft-net/weft/subnet"
+	weftetcd "github.com/weft-net/weft/subnet/etcd"
+)
+
+// problem is one finding of leases check.
+type problem struct {
+	// Kind is config, malformed, duplicate-subnet, overlap, outside-config, vni-mismatch,
+	// duplicate-node, duplicate-mac or duplicate-ip.
+	Kind   string `json:"kind"`
+	Key    string `json:"key,omitempty"`
+	Subnet string `json:"subnet,omitempty"`
+	Detail string `json:"detail"`
+}
+
+// fits reports whether the config covers s: weftd keeps a key of its own only if it does.
+func fits(cfg *subnet.Config, s netip.Prefix) bool {
+	return cfg.Network.Contains(s.Addr()) && s.Bits() == cfg.SubnetLen
+}
+
+// checkKeys finds the problems of a set of subnet keys under cfg (nil when the config is missing
+// or invalid: cfgErr says why).
+func checkKeys(cfg *subnet.Config, cfgErr error, entries []keyEntry) []problem {
+	var out []problem
+	add := func(kind string, e *keyEntry, format string, args ...any) {
+		p := problem{Kind: kind, Key: e.Key, Detail: fmt.Sprintf(format, args...)}
+		if e.Subnet.IsValid() {
+			p.Subnet = e.Subnet.String()
+		}
+		out = append(out, p)
+	}
+	if cfgErr != nil {
+		out = append(out, problem{Kind: "config", Detail: cfgErr.Error()})
+	}
+	var named []*keyEntry
+	for i := range entries {
+		e := &entries[i]
+		if e.Err != nil {
+			add("malformed", e, "%v (flannel nodes drop their routes over such values; fix or reclaim the key)", e.Err)
+		}
+		if !e.Subnet.IsValid() {
+			continue
+		}
+		named = append(named, e)
+		if cfg == nil {
+			continue
+		}
+		if !fits(cfg, e.Subnet) {
+			add("outside-config", e, "not a /%d subnet of Network %s: weftd never uses it", cfg.SubnetLen, cfg.Network)
+		}
+		if l := e.Lease; l != nil && l.Attrs.VNI != cfg.Backend.VNI {
+			add("vni-mismatch", e, "the lease says VNI %d, the config %d: the node runs with an old config; restart its weftd (or flanneld)", l.Attrs.VNI, cfg.Backend.VNI)
+		}
+	}
+	// Keys sorted by address: a key overlapping an earlier one starts inside the earlier one that
+	// reaches furthest.
+	slices.SortStableFunc(named, func(a, b *keyEntry) int { return comparePrefix(a.Subnet, b.Subnet) })
+	reach := -1
+	for i, e := range named {
+		if reach >= 0 {
+			r := named[reach]
+			switch {
+			case r.Subnet == e.Subnet:
+				add("duplicate-subnet", e, "keys %s and %s both name it: two holders for one subnet", path.Base(r.Key), path.Base(e.Key))
+			case r.Subnet.Overlaps(e.Subnet):
+				add("overlap", e, "overlaps %s (key %s): both nodes route the shared addresses", r.Subnet, r.Key)
+			}
+		}
+		if reach < 0 || lastAddr(e.Subnet).Compare(lastAddr(named[reach].Subnet)) > 0 {
+			reach = i
+		}
+	}
+	byNode := map[string][]*keyEntry{}
+	byMAC := map[string][]*keyEntry{}
+	byIP := map[netip.Addr][]*keyEntry{}
+	for _, e := range named {
+		if n := e.nodeName(); n != "" {
+			byNode[n] = append(byNode[n], e)
+		}
+		if e.Lease != nil {
+			m := e.Lease.Attrs.VtepMAC.String()
+			byMAC[m] = append(byMAC[m], e)
+		}
+		if ip := e.publicIP(); ip.IsValid() {
+			byIP[ip] = append(byIP[ip], e)
+		}
+	}
+	dups := func(kind, what, verb string, g []*keyEntry, why string) {
+		for _, e := range g {
+			var others []string
+			for _, o := range g {
+				if o != e {
+					others = append(others, o.Subnet.String())
+				}
+			}
+			add(kind, e, "%s %s %s: %s", what, verb, strings.Join(others, ", "), why)
+		}
+	}
+	for _, n := range sortedKeys(byNode) {
+		if g := byNode[n]; len(g) > 1 {
+			dups("duplicate-node", fmt.Sprintf("node %q", n), "also holds", g,
+				"weftd keeps one subnet per node (a reservation first) and deletes its other leases when it next acquires")
+		}
+	}
+	for _, m := range sortedKeys(byMAC) {
+		if g := byMAC[m]; len(distinct(g, (*keyEntry).publicIP)) > 1 {
+			dups("duplicate-mac", "VTEP MAC "+m, "is also used by", g, "two nodes with one MAC: weftd programs neither")
+		}
+	}
+	for _, ip := range sortedAddrs(byIP) {
+		// One named node under several keys is a duplicate-node already.
+		if g := byIP[ip]; len(g) > 1 && (len(distinct(g, (*keyEntry).nodeName)) > 1 || g[0].nodeName() == "") {
+			dups("duplicate-ip", "public IP "+ip.String(), "is also used by", g,
+				"two nodes on one address, or a node under two keys; flannel nodes tell themselves apart by this address")
+		}
+	}
+	slices.SortStableFunc(out, func(a, b problem) int {
+		return cmp.Or(compareSubnetStrings(a.Subnet, b.Subnet),
+			strings.Compare(a.Key, b.Key), strings.Compare(a.Kind, b.Kind))
+	})
+	return out
+}
+
+// compareSubnetStrings orders subnets by address; problems without a subnet come first.
+func compareSubnetStrings(a, b string) int {
+	pa, erra := netip.ParsePrefix(a)
+	pb, errb := netip.ParsePrefix(b)
+	if erra != nil || errb != nil {
+		return strings.Compare(a, b)
+	}
+	return comparePrefix(pa, pb)
+}
+
+func distinct[K comparable](g []*keyEntry, key func(*keyEntry) K) map[K]bool {
+	out := map[K]bool{}
+	for _, e := range g {
+		out[key(e)] = true
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func sortedAddrs[V any](m map[netip.Addr]V) []netip.Addr {
+	out := make([]netip.Addr, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// lastAddr is the highest address in p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Addr().As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v |= uint32(1)<<(32-p.Bits()) - 1
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// readConfig reads the network config; a missing or invalid one comes back as cfgErr, an etcd
+// failure as err.
+func (s *session) readConfig(ctx context.Context) (cfg *subnet.Config, cfgErr, err error) {
+	err = s.do(ctx, func(ctx context.Context) error {
+		var e error
+		cfg, e = s.m.Config(ctx)
+		if errors.Is(e, weftetcd.ErrNoConfig) || errors.Is(e, subnet.ErrInvalidConfig) {
+			cfgErr, e = e, nil
+		}
+		return e
+	})
+	return cfg, cfgErr, err
+}
+
+func runLeasesCheck(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+	var ef etcdFlags
+	ef.register(fs)
+	out := outputFlag(fs)
+	if _, err := parse(env, fs, args); err != nil {
+		return err
+	}
+	s, err := ef.open()
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	cfg, cfgErr, err := s.readConfig(ctx)
+	if err != nil {
+		return err
+	}
+	entries, _, err := s.readKeys(ctx)
+	if err != nil {
+		return err
+	}
+	problems := checkKeys(cfg, cfgErr, entries)
+	if out.structured() {
+		v := struct {
+			Prefix   string    `json:"prefix"`
+			Keys     int       `json:"keys"`
+			Problems []problem `json:"problems"`
+		}{s.prefix, len(entries), append([]problem{}, problems...)}
+		if err := out.encode(env.Stdout, v); err != nil {
+			return err
+		}
+	} else if len(problems) == 0 {
+		fmt.Fprintf(env.Stdout, "%d subnet keys under %s: no problems.\n", len(entries), s.m.SubnetsPrefix())
+	} else {
+		t := newTable(env.Stdout, "PROBLEM", "SUBNET", "DETAIL")
+		for _, p := range problems {
+			sn := p.Subnet
+			if sn == "" {
+				sn = p.Key
+			}
+			t.row(p.Kind, sn, p.Detail)
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "%d subnet keys under %s: %d problems.\n", len(entries), s.m.SubnetsPrefix(), len(problems))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("leases check: %d %w under %s", len(problems), ErrProblems, s.prefix)
+	}
+	return nil
+}

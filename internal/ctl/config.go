@@ -1,0 +1,229 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weft-net/weft/subnet"
+	weftetcd "github.com/weft-net/weft/subnet/etcd"
+)
+
+func runConfig(ctx context.Context, env *Env, args []string) error {
+	return runGroup(ctx, env, "config", []subcommand{
+		{"get", "[flags]", "show the network config at <prefix>/config", runConfigGet},
+		{"set", "FILE [-force] [flags]", "validate FILE as weftd does and store it (FILE - reads stdin)", runConfigSet},
+		{"validate", "FILE [flags]", "validate FILE as weftd does, without etcd", runConfigValidate},
+	}, args)
+}
+
+// readConfigFile reads FILE, or stdin for "-".
+func readConfigFile(env *Env, name string) ([]byte, error) {
+	if name == "-" {
+		if env.Stdin == nil {
+			return nil, fmt.Errorf("%w: FILE -: no standard input", ErrUsage)
+		}
+		return io.ReadAll(env.Stdin)
+	}
+	return os.ReadFile(name)
+}
+
+// parseConfigFor parses a config as weftd under prefix does: strictly, and with flannel's limits
+// under flannel's prefix.
+func parseConfigFor(prefix string, data []byte) (*subnet.Config, error) {
+	cfg, err := subnet.ParseConfig(data)
+	if err != nil {
+		return nil, err
+	}
+	if prefix == weftetcd.FlannelPrefix {
+		if err := cfg.ValidateFlannelShared(); err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
+}
+
+func writeConfigFields(w io.Writer, cfg *subnet.Config) error {
+	b := cfg.Backend
+	mtu := "0 (underlay MTU - 50)"
+	if b.MTU != 0 {
+		mtu = fmt.Sprint(b.MTU)
+	}
+	return fields(w,
+		"Network", cfg.Network.String(),
+		"SubnetLen", fmt.Sprint(cfg.SubnetLen),
+		"SubnetMin", cfg.SubnetMin.String(),
+		"SubnetMax", cfg.SubnetMax.String(),
+		"Subnets", fmt.Sprintf("%d allocatable", cfg.SubnetCount()),
+		"Backend.Type", b.Type,
+		"Backend.VNI", fmt.Sprint(b.VNI),
+		"Backend.Port", fmt.Sprint(b.Port),
+		"Backend.MTU", mtu,
+		"Backend.DirectRouting", fmt.Sprint(b.DirectRouting),
+		"Backend.GBP", fmt.Sprint(b.GBP),
+		"Backend.Learning", fmt.Sprint(b.Learning),
+	)
+}
+
+func writeConfig(w io.Writer, f format, cfg *subnet.Config) error {
+	if f.structured() {
+		// flannel's format with every default spelled out, which config set accepts back.
+		data, err := cfg.MarshalJSON()
+		if err != nil {
+			return err
+		}
+		return f.encode(w, json.RawMessage(data))
+	}
+	return writeConfigFields(w, cfg)
+}
+
+func runConfigGet(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+	var ef etcdFlags
+	ef.register(fs)
+	out := outputFlag(fs)
+	if _, err := parse(env, fs, args); err != nil {
+		return err
+	}
+	s, err := ef.open()
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	var resp *clientv3.GetResponse
+	if err := s.do(ctx, func(ctx context.Context) error {
+		resp, err = s.cli.Get(ctx, s.m.ConfigKey())
+		return err
+	}); err != nil {
+		return err
+	}
+	if len(resp.Kvs) == 0 {
+		return fmt.Errorf("%w: no network config at %s (weftctl config set FILE stores one)", ErrNotFound, s.m.ConfigKey())
+	}
+	raw := resp.Kvs[0].Value
+	cfg, err := parseConfigFor(s.prefix, raw)
+	if err != nil {
+		fmt.Fprintf(env.Stdout, "%s\n", raw)
+		return fmt.Errorf("the config at %s (above) is what weftd refuses: %w", s.m.ConfigKey(), err)
+	}
+	return writeConfig(env.Stdout, *out, cfg)
+}
+
+func runConfigValidate(_ context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+	var prefix string
+	registerPrefix(fs, &prefix)
+	out := outputFlag(fs)
+	pos, err := parse(env, fs, args, "FILE")
+	if err != nil {
+		return err
+	}
+	if err := checkPrefix("etcd-prefix", prefix); err != nil {
+		return err
+	}
+	data, err := readConfigFile(env, pos[0])
+	if err != nil {
+		return err
+	}
+	cfg, err := parseConfigFor(prefix, data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", pos[0], err)
+	}
+	if out.structured() {
+		return writeConfig(env.Stdout, *out, cfg)
+	}
+	fmt.Fprintf(env.Stdout, "%s: valid. With the defaults filled in:\n", pos[0])
+	return writeConfigFields(env.Stdout, cfg)
+}
+
+func runConfigSet(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+	var ef etcdFlags
+	ef.register(fs)
+	force := fs.Bool("force", false, "store the config even when it strands existing leases")
+	pos, err := parse(env, fs, args, "FILE")
+	if err != nil {
+		return err
+	}
+	if err := checkPrefix("etcd-prefix", ef.prefix); err != nil {
+		return err
+	}
+	data, err := readConfigFile(env, pos[0])
+	if err != nil {
+		return err
+	}
+	cfg, err := parseConfigFor(ef.prefix, data)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrRefused, pos[0], err)
+	}
+	s, err := ef.open()
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	var cur *clientv3.GetResponse
+	if err := s.do(ctx, func(ctx context.Context) error {
+		cur, err = s.cli.Get(ctx, s.m.ConfigKey())
+		return err
+	}); err != nil {
+		return err
+	}
+	var old *subnet.Config
+	if len(cur.Kvs) > 0 {
+		if old, err = subnet.ParseConfig(cur.Kvs[0].Value); err == nil && *old == *cfg {
+			fmt.Fprintf(env.Stdout, "%s already holds this config: nothing to do.\n", s.m.ConfigKey())
+			return nil
+		}
+	}
+	entries, _, err := s.readKeys(ctx)
+	if err != nil {
+		return err
+	}
+	var stranded []keyEntry
+	outside := 0
+	for _, e := range entries {
+		switch {
+		case !e.Subnet.IsValid():
+		case !fits(cfg, e.Subnet):
+			stranded = append(stranded, e)
+		case !cfg.Allocatable(e.Subnet):
+			outside++
+		}
+	}
+	if len(stranded) > 0 {
+		w := env.Stderr
+		fmt.Fprintf(w, "The new config strands %d existing keys: they are not /%d subnets of %s, so their nodes lose them:\n", len(stranded), cfg.SubnetLen, cfg.Network)
+		for _, e := range stranded {
+			fmt.Fprintf(w, "  %s (%s)\n", e.Subnet, e.holder())
+		}
+		if !*force {
+			return fmt.Errorf("%w: %s not stored; move those nodes first, or pass -force", ErrRefused, pos[0])
+		}
+		fmt.Fprintln(w, "-force: storing it anyway.")
+	}
+	if outside > 0 {
+		fmt.Fprintf(env.Stderr, "note: %d keys lie outside SubnetMin..SubnetMax; their nodes keep them, but they are never handed out again.\n", outside)
+	}
+	if old != nil && (old.Backend != cfg.Backend) {
+		fmt.Fprintln(env.Stderr, "note: the Backend changed; running nodes use it only after weftd restarts on every node.")
+	}
+	// Written only if the key did not change since it was read.
+	cmp := clientv3.Compare(clientv3.Version(s.m.ConfigKey()), "=", 0)
+	if len(cur.Kvs) > 0 {
+		cmp = clientv3.Compare(clientv3.ModRevision(s.m.ConfigKey()), "=", cur.Kvs[0].ModRevision)
+	}
+	var resp *clientv3.TxnResponse
+	if err := s.do(ctx, func(ctx context.Context) error {
+		resp, err = s.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(s.m.ConfigKey(), string(data))).Commit()
+		return err
+	}); err != nil {
+		return err
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("%s changed while weftctl checked the new config: not stored; run config set again", s.m.ConfigKey())
+	}
+	fmt.Fprintf(env.Stdout, "Stored the config at %s: network %s, /%d subnets, VNI %d.\n", s.m.ConfigKey(), cfg.Network, cfg.SubnetLen, cfg.Backend.VNI)
+	return nil
+}

@@ -1,0 +1,140 @@
+package ctl
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/weft-net/weft/internal/etcdclient"
+	weftetcd "github.com/weft-net/weft/subnet/etcd"
+)
+
+// DefaultTimeout bounds each etcd request and connection attempt (-etcd-timeout).
+const DefaultTimeout = 5 * time.Second
+
+// etcdFlags are the connection flags, named and defaulted as weftd's.
+type etcdFlags struct {
+	endpoints string
+	conn      etcdclient.Config
+	prefix    string
+	timeout   time.Duration
+}
+
+func (f *etcdFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.endpoints, "etcd-endpoints", "http://127.0.0.1:2379", "comma-separated etcd client URLs")
+	fs.StringVar(&f.conn.CertFile, "etcd-cert", "", "etcd client TLS certificate file")
+	fs.StringVar(&f.conn.KeyFile, "etcd-key", "", "etcd client TLS key file")
+	fs.StringVar(&f.conn.CAFile, "etcd-ca", "", "etcd server CA file")
+	fs.StringVar(&f.conn.Username, "etcd-username", "", "etcd username")
+	fs.StringVar(&f.conn.Password, "etcd-password", "", "etcd password (prefer WEFT_ETCD_PASSWORD)")
+	registerPrefix(fs, &f.prefix)
+	fs.DurationVar(&f.timeout, "etcd-timeout", DefaultTimeout, "bound on each etcd request and connection attempt")
+}
+
+func registerPrefix(fs *flag.FlagSet, prefix *string) {
+	fs.StringVar(prefix, "etcd-prefix", weftetcd.DefaultPrefix, "etcd key prefix; "+weftetcd.FlannelPrefix+" is a flannel cluster's")
+}
+
+// checkPrefix validates a key prefix given with -flagName as the lease manager does.
+func checkPrefix(flagName, prefix string) error {
+	o := weftetcd.Options{Prefix: prefix}
+	o.SetDefaults()
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("%w: -%s=%q: want an absolute key path without a trailing slash, like %q", ErrUsage, flagName, prefix, weftetcd.DefaultPrefix)
+	}
+	return nil
+}
+
+// config returns the connection settings the flags give.
+func (f *etcdFlags) config() (etcdclient.Config, error) {
+	c := f.conn
+	c.Endpoints = splitList(f.endpoints)
+	c.DialTimeout = f.timeout
+	switch {
+	case len(c.Endpoints) == 0:
+		return c, fmt.Errorf("%w: -etcd-endpoints: at least one endpoint is needed", ErrUsage)
+	case (c.CertFile == "") != (c.KeyFile == ""):
+		return c, fmt.Errorf("%w: -etcd-cert=%q, -etcd-key=%q: a client certificate and its key go together", ErrUsage, c.CertFile, c.KeyFile)
+	case f.timeout <= 0:
+		return c, fmt.Errorf("%w: -etcd-timeout=%s: must be positive", ErrUsage, f.timeout)
+	}
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("%w: -etcd-endpoints=%q: %w", ErrUsage, f.endpoints, err)
+	}
+	return c, checkPrefix("etcd-prefix", f.prefix)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// session is an open etcd connection and a lease manager on the prefix.
+type session struct {
+	cli     *clientv3.Client
+	m       *weftetcd.Manager
+	conn    etcdclient.Config
+	prefix  string
+	timeout time.Duration
+}
+
+// open connects to etcd lazily: a failed connection shows at the first request.
+func (f *etcdFlags) open() (*session, error) {
+	conn, err := f.config()
+	if err != nil {
+		return nil, err
+	}
+	cli, err := etcdclient.New(conn)
+	if err != nil {
+		return nil, err
+	}
+	m, err := weftetcd.New(cli, weftetcd.Options{Prefix: f.prefix, RequestTimeout: f.timeout})
+	if err != nil {
+		cli.Close()
+		return nil, err
+	}
+	return &session{cli: cli, m: m, conn: conn, prefix: f.prefix, timeout: f.timeout}, nil
+}
+
+func (s *session) close() { s.cli.Close() }
+
+// do runs one etcd operation within the timeout. When etcd does not answer, the error says, per
+// endpoint, what failed.
+func (s *session) do(ctx context.Context, fn func(ctx context.Context) error) error {
+	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	err := fn(rctx)
+	if err == nil || ctx.Err() != nil || !unreachable(err) {
+		return err
+	}
+	if derr := etcdclient.Diagnose(ctx, s.conn); derr != nil {
+		return fmt.Errorf("%w (%v)", derr, err)
+	}
+	return fmt.Errorf("%w: etcd accepts connections but did not complete the request within %s: %w", etcdclient.ErrUnreachable, s.timeout, err)
+}
+
+func unreachable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrNoLeader) ||
+		errors.Is(err, rpctypes.ErrTimeout) || errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) ||
+		errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return false
+}

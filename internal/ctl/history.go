@@ -1,0 +1,169 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"time"
+
+	weftetcd "github.com/weft-net/weft/subnet/etcd"
+)
+
+// historyView is a subnet key's history in JSON and YAML output.
+type historyView struct {
+	Key string `json:"key"`
+	// Since is the oldest revision etcd keeps; Compacted tells whether older ones are gone.
+	Since     int64              `json:"since"`
+	Compacted bool               `json:"compacted"`
+	Revision  int64              `json:"revision"`
+	Entries   []historyEntryView `json:"entries"`
+}
+
+type historyEntryView struct {
+	Revision int64 `json:"revision"`
+	// Event is acquired (a new holder), updated (the same holder's value changed), deleted, or
+	// malformed (a value that does not parse).
+	Event      string     `json:"event"`
+	Node       string     `json:"node,omitempty"`
+	PublicIP   string     `json:"publicIP,omitempty"`
+	VtepMAC    string     `json:"vtepMAC,omitempty"`
+	AcquiredAt *time.Time `json:"acquiredAt,omitempty"`
+	Reserved   bool       `json:"reserved,omitempty"`
+	EtcdLease  string     `json:"etcdLease,omitempty"`
+	Malformed  string     `json:"malformed,omitempty"`
+}
+
+func newHistoryView(h weftetcd.SubnetHistory) historyView {
+	v := historyView{Key: h.Key, Since: h.Since, Compacted: h.Since > 1, Revision: h.Revision, Entries: []historyEntryView{}}
+	prev := "\x00"
+	for _, e := range h.Entries {
+		ev := historyEntryView{Revision: e.Revision}
+		switch {
+		case e.Deleted:
+			ev.Event, prev = "deleted", "\x00"
+		case e.Err != nil:
+			ev.Event, ev.Malformed, prev = "malformed", e.Err.Error(), "\x00"
+			var lv looseValue
+			// A value with a bad field still yields the fields that decode.
+			_ = json.Unmarshal(e.Value, &lv)
+			ev.Node = lv.WeftNode
+			if ip, err := netip.ParseAddr(lv.PublicIP); err == nil {
+				ev.PublicIP = ip.String()
+			}
+		default:
+			a := e.Attrs
+			holder := a.NodeName
+			if holder == "" {
+				holder = "flannel@" + a.PublicIP.String()
+			}
+			ev.Event = "acquired"
+			if holder == prev {
+				ev.Event = "updated"
+			}
+			prev = holder
+			ev.Node, ev.PublicIP, ev.VtepMAC = a.NodeName, a.PublicIP.String(), a.VtepMAC.String()
+			if !a.AcquiredAt.IsZero() {
+				t := a.AcquiredAt.UTC()
+				ev.AcquiredAt = &t
+			}
+		}
+		if !e.Deleted {
+			ev.Reserved = e.EtcdLease == 0
+			if e.EtcdLease != 0 {
+				ev.EtcdLease = fmt.Sprintf("%x", e.EtcdLease)
+			}
+		}
+		v.Entries = append(v.Entries, ev)
+	}
+	return v
+}
+
+func runLeasesHistory(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+	var ef etcdFlags
+	ef.register(fs)
+	out := outputFlag(fs)
+	pos, err := parse(env, fs, args, "SUBNET")
+	if err != nil {
+		return err
+	}
+	sn, err := parseSubnetArg(pos[0])
+	if err != nil {
+		return err
+	}
+	s, err := ef.open()
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	var h weftetcd.SubnetHistory
+	if err := s.do(ctx, func(ctx context.Context) error {
+		h, err = s.m.History(ctx, sn)
+		return err
+	}); err != nil {
+		return err
+	}
+	v := newHistoryView(h)
+	if out.structured() {
+		return out.encode(env.Stdout, v)
+	}
+	return writeHistory(env.Stdout, v, *out == formatWide)
+}
+
+func writeHistory(w io.Writer, v historyView, wide bool) error {
+	if v.Compacted {
+		fmt.Fprintf(w, "%s, revisions %d to %d: etcd compacted the revisions before %d, earlier holders are gone.\n", v.Key, v.Since, v.Revision, v.Since)
+		if len(v.Entries) > 0 && v.Entries[0].Revision < v.Since {
+			fmt.Fprintf(w, "The first row is the value in force at revision %d, written at %d.\n", v.Since, v.Entries[0].Revision)
+		}
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintf(w, "%s, revisions 1 to %d: etcd has compacted nothing, this is the whole history.\n\n", v.Key, v.Revision)
+	}
+	if len(v.Entries) == 0 {
+		fmt.Fprintln(w, "No writes: nobody held the subnet in these revisions.")
+		return nil
+	}
+	header := []string{"REVISION", "EVENT", "NODE", "PUBLIC-IP", "VTEP-MAC", "ACQUIRED-AT", "KIND"}
+	if wide {
+		header = append(header, "ETCD-LEASE")
+	}
+	t := newTable(w, header...)
+	for _, e := range v.Entries {
+		var acquired, kind string
+		if e.AcquiredAt != nil {
+			acquired = e.AcquiredAt.Format(time.RFC3339)
+		}
+		switch {
+		case e.Event == "deleted":
+		case e.Reserved:
+			kind = "reservation"
+		default:
+			kind = "lease"
+		}
+		node := e.Node
+		if node == "" && e.PublicIP != "" && e.Malformed == "" {
+			node = "(flannel)"
+		}
+		event := e.Event
+		if e.Malformed != "" {
+			event += " (!)"
+		}
+		cells := []string{fmt.Sprint(e.Revision), event, node, e.PublicIP, e.VtepMAC, acquired, kind}
+		if wide {
+			cells = append(cells, e.EtcdLease)
+		}
+		t.row(cells...)
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	for _, e := range v.Entries {
+		if e.Malformed != "" {
+			fmt.Fprintf(w, "(!) revision %d: %s\n", e.Revision, e.Malformed)
+		}
+	}
+	return nil
+}

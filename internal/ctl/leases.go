@@ -1,0 +1,468 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weft-net/weft/subnet"
+	weftetcd "github.com/weft-net/weft/subnet/etcd"
+)
+
+func runLeases(ctx context.Context, env *Env, args []string) error {
+	return runGroup(ctx, env, "leases", []subcommand{
+		{"list", "[flags]", "every subnet key: holder, addresses, expiry; malformed keys flagged", runLeasesList},
+		{"get", "SUBNET [flags]", "one subnet's key in detail", runLeasesGet},
+		{"history", "SUBNET [flags]", "who held a subnet at which etcd revision", runLeasesHistory},
+		{"reserve", "SUBNET -node NAME -public-ip IP [flags]", "reserve a subnet for a node (no TTL)", runLeasesReserve},
+		{"reclaim", "SUBNET [-yes] [flags]", "free a subnet: delete its key and revoke its etcd lease", runLeasesReclaim},
+		{"check", "[flags]", "find overlaps, duplicates, malformed values and leases outside the config", runLeasesCheck},
+		{"import", "-from PREFIX [-apply] [flags]", "copy a flannel prefix's config and leases into weft's prefix", runLeasesImport},
+	}, args)
+}
+
+// keyEntry is one key under <prefix>/subnets/ as weftctl reads it.
+type keyEntry struct {
+	Key string
+	// Subnet is the subnet the key names; invalid when the key does not parse.
+	Subnet netip.Prefix
+	// Lease is the parsed value; nil when it does not parse.
+	Lease *subnet.Lease
+	// Node and PublicIP are read leniently from a value that does not parse.
+	Node     string
+	PublicIP netip.Addr
+	// Pending marks a reservation its node has not taken yet: it names the node and its address but
+	// not the VTEP MAC, which the node writes when it takes the subnet.
+	Pending   bool
+	EtcdLease int64
+	// Expiry is when the etcd lease runs out; zero for a reservation or a lease gone meanwhile.
+	Expiry      time.Time
+	ModRevision int64
+	// Err says why the key or its value does not parse; nil for a pending reservation.
+	Err error
+	// Value is the raw value of a key whose value does not parse.
+	Value []byte
+}
+
+func (e *keyEntry) reserved() bool { return e.EtcdLease == 0 }
+
+// holder is the holder's node name, or "(flannel)" for a value flannel wrote.
+func (e *keyEntry) holder() string {
+	switch {
+	case e.Lease != nil && e.Lease.Attrs.NodeName != "":
+		return e.Lease.Attrs.NodeName
+	case e.Lease != nil:
+		return "(flannel)"
+	}
+	return e.Node
+}
+
+// nodeName is the node the value names; empty for a flannel-written value.
+func (e *keyEntry) nodeName() string {
+	if e.Lease != nil {
+		return e.Lease.Attrs.NodeName
+	}
+	return e.Node
+}
+
+func (e *keyEntry) publicIP() netip.Addr {
+	if e.Lease != nil {
+		return e.Lease.Attrs.PublicIP
+	}
+	return e.PublicIP
+}
+
+// looseValue is what a value that does not parse may still say about its holder.
+type looseValue struct {
+	PublicIP    string `json:"PublicIP"`
+	WeftNode    string `json:"WeftNode"`
+	BackendData *struct {
+		VtepMAC string `json:"VtepMAC"`
+	} `json:"BackendData"`
+}
+
+// malformedEntry describes a key whose name or value does not parse, with its raw value.
+func malformedEntry(bad weftetcd.Malformed, value []byte) keyEntry {
+	e := keyEntry{Key: bad.Key, Subnet: bad.Subnet, EtcdLease: bad.EtcdLease, ModRevision: bad.ModRevision, Err: bad.Err, Value: value}
+	var v looseValue
+	// A value with a bad field still yields the fields that decode.
+	_ = json.Unmarshal(value, &v)
+	e.Node = v.WeftNode
+	if ip, err := netip.ParseAddr(v.PublicIP); err == nil {
+		e.PublicIP = ip
+	}
+	if e.Subnet.IsValid() && e.EtcdLease == 0 && e.Node != "" && e.PublicIP.Is4() && (v.BackendData == nil || v.BackendData.VtepMAC == "") {
+		e.Pending, e.Err = true, nil
+	}
+	return e
+}
+
+// readKeys reads every key under the subnets prefix, with the expiry of each etcd lease, sorted by
+// subnet (keys naming none last) and key.
+func (s *session) readKeys(ctx context.Context) ([]keyEntry, int64, error) {
+	var out []keyEntry
+	var rev int64
+	err := s.do(ctx, func(ctx context.Context) error {
+		set, err := s.m.List(ctx)
+		if err != nil {
+			return err
+		}
+		if err := s.m.FillExpiry(ctx, &set); err != nil {
+			return err
+		}
+		rev = set.Revision
+		// A lease does not carry its key, which a dual-stack key names in another form: find it
+		// by subnet and revision among the keys of the same listing.
+		keys, err := s.cli.Get(ctx, s.m.SubnetsPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithRev(rev))
+		if err != nil {
+			return fmt.Errorf("listing keys under %s: %w", s.m.SubnetsPrefix(), err)
+		}
+		type found struct {
+			subnet netip.Prefix
+			rev    int64
+		}
+		keyOf := map[found]string{}
+		for _, kv := range keys.Kvs {
+			if sn, err := subnet.ParseSubnetKey(strings.TrimPrefix(string(kv.Key), s.m.SubnetsPrefix())); err == nil {
+				keyOf[found{sn, kv.ModRevision}] = string(kv.Key)
+			}
+		}
+		out = out[:0]
+		for i := range set.Leases {
+			l := &set.Leases[i]
+			key, ok := keyOf[found{l.Subnet, l.ModRevision}]
+			if !ok {
+				key = s.m.SubnetKey(l.Subnet)
+			}
+			out = append(out, keyEntry{Key: key, Subnet: l.Subnet, Lease: l, EtcdLease: l.EtcdLease, Expiry: l.Expiry, ModRevision: l.ModRevision})
+		}
+		for _, bad := range set.Malformed {
+			resp, err := s.cli.Get(ctx, bad.Key)
+			if err != nil {
+				return fmt.Errorf("reading %s: %w", bad.Key, err)
+			}
+			var value []byte
+			if len(resp.Kvs) > 0 {
+				value = resp.Kvs[0].Value
+			}
+			e := malformedEntry(bad, value)
+			if e.EtcdLease != 0 {
+				ttl, err := s.cli.TimeToLive(ctx, clientv3.LeaseID(e.EtcdLease))
+				if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+					return fmt.Errorf("reading etcd lease %x of %s: %w", e.EtcdLease, e.Key, err)
+				}
+				if err == nil && ttl.TTL > 0 {
+					e.Expiry = time.Now().Add(time.Duration(ttl.TTL) * time.Second)
+				}
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	slices.SortStableFunc(out, compareEntries)
+	return out, rev, nil
+}
+
+func compareEntries(a, b keyEntry) int {
+	switch {
+	case a.Subnet.IsValid() != b.Subnet.IsValid():
+		if a.Subnet.IsValid() {
+			return -1
+		}
+		return 1
+	case a.Subnet.IsValid():
+		if c := comparePrefix(a.Subnet, b.Subnet); c != 0 {
+			return c
+		}
+	}
+	return strings.Compare(a.Key, b.Key)
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
+}
+
+// parseSubnetArg reads a SUBNET argument: a CIDR (10.244.7.0/24), a key name (10.244.7.0-24) or a
+// whole key (/weft/network/subnets/10.244.7.0-24).
+func parseSubnetArg(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		if k, kerr := subnet.ParseSubnetKey(path.Base(s)); kerr == nil {
+			return k, nil
+		}
+		return netip.Prefix{}, fmt.Errorf("%w: SUBNET %q: want a CIDR like 10.244.7.0/24 or a key name like 10.244.7.0-24", ErrUsage, s)
+	}
+	switch {
+	case !p.Addr().Is4():
+		return netip.Prefix{}, fmt.Errorf("%w: SUBNET %q: not an IPv4 subnet", ErrUsage, s)
+	case p != p.Masked():
+		return netip.Prefix{}, fmt.Errorf("%w: SUBNET %q: host bits set (did you mean %s?)", ErrUsage, s, p.Masked())
+	}
+	return p, nil
+}
+
+// leaseView is one key in JSON and YAML output.
+type leaseView struct {
+	Subnet      string     `json:"subnet,omitempty"`
+	Key         string     `json:"key"`
+	Node        string     `json:"node,omitempty"`
+	Flannel     bool       `json:"flannel,omitempty"`
+	PublicIP    string     `json:"publicIP,omitempty"`
+	VtepMAC     string     `json:"vtepMAC,omitempty"`
+	VNI         int        `json:"vni,omitempty"`
+	GossipAddr  string     `json:"gossipAddr,omitempty"`
+	AcquiredAt  *time.Time `json:"acquiredAt,omitempty"`
+	Reserved    bool       `json:"reserved"`
+	Pending     bool       `json:"pending,omitempty"`
+	EtcdLease   string     `json:"etcdLease,omitempty"`
+	Expires     *time.Time `json:"expires,omitempty"`
+	ModRevision int64      `json:"modRevision"`
+	Malformed   string     `json:"malformed,omitempty"`
+	Value       string     `json:"value,omitempty"`
+}
+
+func (e *keyEntry) view() leaseView {
+	v := leaseView{Key: e.Key, Node: e.Node, Reserved: e.reserved(), Pending: e.Pending, ModRevision: e.ModRevision}
+	if e.Subnet.IsValid() {
+		v.Subnet = e.Subnet.String()
+	}
+	if e.PublicIP.IsValid() {
+		v.PublicIP = e.PublicIP.String()
+	}
+	if e.EtcdLease != 0 {
+		v.EtcdLease = fmt.Sprintf("%x", e.EtcdLease)
+	}
+	if e.Err != nil {
+		v.Malformed, v.Value = e.Err.Error(), string(e.Value)
+	}
+	if l := e.Lease; l != nil {
+		a := &l.Attrs
+		v.Node, v.Flannel, v.PublicIP, v.VtepMAC, v.VNI = a.NodeName, a.Format == 0, a.PublicIP.String(), a.VtepMAC.String(), a.VNI
+		if a.GossipAddr.IsValid() {
+			v.GossipAddr = a.GossipAddr.String()
+		}
+		if !a.AcquiredAt.IsZero() {
+			t := a.AcquiredAt
+			v.AcquiredAt = &t
+		}
+	}
+	if !e.Expiry.IsZero() {
+		t := e.Expiry.UTC()
+		v.Expires = &t
+	}
+	return v
+}
+
+// expires renders when the key's etcd lease runs out, relative to now.
+func (e *keyEntry) expires(now time.Time) string {
+	switch {
+	case e.reserved():
+		return "never"
+	case e.Expiry.IsZero():
+		return "expired"
+	}
+	d := e.Expiry.Sub(now)
+	switch {
+	case d <= 0:
+		return "expired"
+	case d < 2*time.Minute:
+		return "in " + d.Round(time.Second).String()
+	}
+	// Whole minutes, rounded up: a lease renewed a moment ago shows its full TTL.
+	d = (d + time.Minute - 1).Truncate(time.Minute)
+	return "in " + strings.TrimSuffix(d.String(), "0s")
+}
+
+func (e *keyEntry) reservedCell() string {
+	switch {
+	case e.Err != nil:
+		return ""
+	case e.Pending:
+		return "yes (not taken yet)"
+	case e.reserved():
+		return "yes"
+	}
+	return "no"
+}
+
+func (e *keyEntry) subnetCell() string {
+	s := path.Base(e.Key)
+	if e.Subnet.IsValid() {
+		s = e.Subnet.String()
+	}
+	if e.Err != nil {
+		s += " (!)"
+	}
+	return s
+}
+
+func ipCell(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+func runLeasesList(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+	var ef etcdFlags
+	ef.register(fs)
+	out := outputFlag(fs)
+	if _, err := parse(env, fs, args); err != nil {
+		return err
+	}
+	s, err := ef.open()
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	entries, rev, err := s.readKeys(ctx)
+	if err != nil {
+		return err
+	}
+	if out.structured() {
+		list := struct {
+			Prefix   string      `json:"prefix"`
+			Revision int64       `json:"revision"`
+			Leases   []leaseView `json:"leases"`
+		}{Prefix: s.prefix, Revision: rev, Leases: []leaseView{}}
+		for i := range entries {
+			list.Leases = append(list.Leases, entries[i].view())
+		}
+		return out.encode(env.Stdout, list)
+	}
+	return writeLeaseTable(env.Stdout, entries, *out == formatWide, env.now())
+}
+
+func writeLeaseTable(w io.Writer, entries []keyEntry, wide bool, now time.Time) error {
+	header := []string{"SUBNET", "NODE", "PUBLIC-IP", "VTEP-MAC", "EXPIRES", "RESERVED"}
+	if wide {
+		header = append(header, "VNI", "GOSSIP-ADDR", "ACQUIRED", "ETCD-LEASE")
+	}
+	t := newTable(w, header...)
+	var bad []keyEntry
+	for i := range entries {
+		e := &entries[i]
+		mac := ""
+		if e.Lease != nil {
+			mac = e.Lease.Attrs.VtepMAC.String()
+		}
+		cells := []string{e.subnetCell(), e.holder(), ipCell(e.publicIP()), mac, e.expires(now), e.reservedCell()}
+		if wide {
+			var vni, gossip, acquired, lease string
+			if l := e.Lease; l != nil {
+				vni = fmt.Sprint(l.Attrs.VNI)
+				if l.Attrs.GossipAddr.IsValid() {
+					gossip = l.Attrs.GossipAddr.String()
+				}
+				if !l.Attrs.AcquiredAt.IsZero() {
+					acquired = l.Attrs.AcquiredAt.UTC().Format(time.RFC3339)
+				}
+			}
+			if e.EtcdLease != 0 {
+				lease = fmt.Sprintf("%x", e.EtcdLease)
+			}
+			cells = append(cells, vni, gossip, acquired, lease)
+		}
+		t.row(cells...)
+		if e.Err != nil {
+			bad = append(bad, *e)
+		}
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		fmt.Fprintln(w, "(no subnet keys)")
+	}
+	for _, e := range bad {
+		fmt.Fprintf(w, "(!) %s: %v\n", e.Key, e.Err)
+	}
+	if len(bad) > 0 {
+		fmt.Fprintln(w, "Malformed keys keep their subnets taken; `weftctl leases check` lists every problem.")
+	}
+	return nil
+}
+
+func runLeasesGet(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+	var ef etcdFlags
+	ef.register(fs)
+	out := outputFlag(fs)
+	pos, err := parse(env, fs, args, "SUBNET")
+	if err != nil {
+		return err
+	}
+	sn, err := parseSubnetArg(pos[0])
+	if err != nil {
+		return err
+	}
+	s, err := ef.open()
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	entries, _, err := s.readKeys(ctx)
+	if err != nil {
+		return err
+	}
+	var found []keyEntry
+	for _, e := range entries {
+		if e.Subnet == sn {
+			found = append(found, e)
+		}
+	}
+	if len(found) == 0 {
+		return fmt.Errorf("%w: no key for %s under %s: the subnet is free", ErrNotFound, sn, s.m.SubnetsPrefix())
+	}
+	if len(found) > 1 {
+		fmt.Fprintf(env.Stderr, "warning: %d keys name %s; `weftctl leases check` reports it\n", len(found), sn)
+	}
+	if out.structured() {
+		return out.encode(env.Stdout, found[0].view())
+	}
+	for i := range found {
+		if i > 0 {
+			fmt.Fprintln(env.Stdout)
+		}
+		if err := writeLeaseFields(env.Stdout, &found[i], env.now()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeLeaseFields(w io.Writer, e *keyEntry, now time.Time) error {
+	v := e.view()
+	var acquired, vni string
+	if v.AcquiredAt != nil {
+		acquired = v.AcquiredAt.UTC().Format(time.RFC3339)
+	}
+	if v.VNI != 0 {
+		vni = fmt.Sprint(v.VNI)
+	}
+	kv := []string{
+		"Subnet", v.Subnet, "Key", v.Key, "Node", e.holder(), "Public IP", v.PublicIP, "VTEP MAC", v.VtepMAC,
+		"VNI", vni, "Gossip addr", v.GossipAddr, "Acquired at", acquired, "Reserved", e.reservedCell(),
+		"Etcd lease", v.EtcdLease, "Expires", e.expires(now), "Revision", fmt.Sprint(v.ModRevision),
+	}
+	if e.Err != nil {
+		kv = append(kv, "Malformed", v.Malformed, "Value", v.Value)
+	}
+	return fields(w, kv...)
+}

@@ -1,0 +1,57 @@
+package ctl
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// shellQuote quotes s for a POSIX shell when it needs quoting.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/_.-=:,@+", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// validName checks an etcd role or user name given on the command line.
+func validName(flagName, v string) error {
+	if v == "" || strings.ContainsAny(v, " \t\n\x00") || len(v) > 128 {
+		return fmt.Errorf("%w: -%s=%q: want a name without whitespace, at most 128 characters", ErrUsage, flagName, v)
+	}
+	return nil
+}
+
+func runEtcdRole(_ context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "etcd-role", "[flags]")
+	var prefix string
+	registerPrefix(fs, &prefix)
+	role := fs.String("role", "weftd", "etcd role to create")
+	user := fs.String("user", "weftd", "etcd user to create and give the role")
+	if _, err := parse(env, fs, args); err != nil {
+		return err
+	}
+	if err := checkPrefix("etcd-prefix", prefix); err != nil {
+		return err
+	}
+	if err := validName("role", *role); err != nil {
+		return err
+	}
+	if err := validName("user", *user); err != nil {
+		return err
+	}
+	r, u, p := shellQuote(*role), shellQuote(*user), shellQuote(prefix+"/")
+	fmt.Fprintf(env.Stdout, `# A least-privilege etcd role for weftd: read and write under %[1]s/ (the network config and the
+# subnet leases), nothing else. Run as etcd's root user (add --endpoints and the TLS flags you use).
+etcdctl role add %[2]s
+etcdctl role grant-permission %[2]s --prefix=true readwrite %[3]s
+etcdctl user add %[4]s  # asks for the password
+etcdctl user grant-role %[4]s %[2]s
+# With authentication enabled (etcdctl auth enable, once root exists), run weftd with
+#   -etcd-username %[4]s and WEFT_ETCD_PASSWORD=<password> in its environment,
+# or with a client certificate whose common name is %[4]s (etcd's --client-cert-auth).
+`, prefix, r, p, u)
+	return nil
+}
