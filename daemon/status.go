@@ -39,24 +39,26 @@ func (d *Daemon) gauges() gauges {
 	}
 }
 
-// debugPeer is one peer in /debug/peers: the view's detail plus the data-plane probe.
-type debugPeer struct {
+// DebugPeer is one peer in /debug/peers: the view's detail plus the data-plane probe.
+type DebugPeer struct {
 	gossip.PeerDetail
-	Probe *debugProbe `json:"probe,omitempty"`
+	Probe *DebugProbe `json:"probe,omitempty"`
 }
 
-type debugProbe struct {
+// DebugProbe is the last data-plane probe of a peer's VTEP address.
+type DebugProbe struct {
 	Reachable bool      `json:"reachable"`
 	RTT       string    `json:"rtt,omitempty"`
 	At        time.Time `json:"at"`
 }
 
-type debugPeers struct {
+// DebugPeers is the /debug/peers document that weftctl reads.
+type DebugPeers struct {
 	Node    string                `json:"node"`
 	Subnet  string                `json:"subnet,omitempty"`
 	Ready   bool                  `json:"ready"`
 	EtcdUp  bool                  `json:"etcdUp"`
-	Peers   []debugPeer           `json:"peers"`
+	Peers   []DebugPeer           `json:"peers"`
 	Members []gossip.MemberDetail `json:"members"`
 }
 
@@ -64,14 +66,14 @@ type debugPeers struct {
 func (d *Daemon) debugPeers() any {
 	snap := d.view.Snapshot()
 	probes := d.prober.results()
-	out := debugPeers{Node: d.cfg.NodeName, Ready: d.ready() == nil, EtcdUp: d.mgr.EtcdUp(), Members: snap.Members}
+	out := DebugPeers{Node: d.cfg.NodeName, Ready: d.ready() == nil, EtcdUp: d.mgr.EtcdUp(), Members: snap.Members}
 	if l := d.lease.Load(); l != nil {
 		out.Subnet = l.Subnet.String()
 	}
 	for _, p := range snap.Peers {
-		dp := debugPeer{PeerDetail: p}
+		dp := DebugPeer{PeerDetail: p}
 		if r, ok := probes[p.Name]; ok {
-			dp.Probe = &debugProbe{Reachable: r.Reachable, At: r.At}
+			dp.Probe = &DebugProbe{Reachable: r.Reachable, At: r.At}
 			if r.Reachable {
 				dp.Probe.RTT = r.RTT.String()
 			}

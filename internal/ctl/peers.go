@@ -13,26 +13,12 @@ import (
 	"github.com/weft-net/weft/gossip"
 )
 
-// debugPeers is weftd's /debug/peers document.
-type debugPeers struct {
-	Node    string                `json:"node"`
-	Subnet  string                `json:"subnet,omitempty"`
-	Ready   bool                  `json:"ready"`
-	EtcdUp  bool                  `json:"etcdUp"`
-	Peers   []debugPeer           `json:"peers"`
-	Members []gossip.MemberDetail `json:"members"`
-}
-
-type debugPeer struct {
-	gossip.PeerDetail
-	Probe *debugProbe `json:"probe,omitempty"`
-}
-
-type debugProbe struct {
-	Reachable bool      `json:"reachable"`
-	RTT       string    `json:"rtt,omitempty"`
-	At        time.Time `json:"at"`
-}
+// weftd's /debug/peers document.
+type (
+	debugPeers = daemon.DebugPeers
+	debugPeer  = daemon.DebugPeer
+	debugProbe = daemon.DebugProbe
+)
 
 // healthTimeout bounds each request to weftd's health server.
 const healthTimeout = 5 * time.Second
