@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weft-net/weft/internal/etcdclient"
 	"github.com/weft-net/weft/internal/flagenv"
 )
 
@@ -19,13 +20,8 @@ var ErrUsage = errors.New("usage")
 
 // Config is weftd's configuration, from flags or their WEFT_* environment variables.
 type Config struct {
-	EtcdEndpoints []string
-	EtcdCertFile  string
-	EtcdKeyFile   string
-	EtcdCAFile    string
-	EtcdUsername  string
-	EtcdPassword  string
-	EtcdPrefix    string
+	Etcd       etcdclient.Config
+	EtcdPrefix string
 
 	NodeName string
 	// Iface is the underlay interface; empty means the interface of the default route, or the one
@@ -70,13 +66,8 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (*C
 	c := &Config{}
 	fs := flag.NewFlagSet("weftd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var endpoints, publicIP, gossipBind, join, logLevel string
-	fs.StringVar(&endpoints, "etcd-endpoints", "http://127.0.0.1:2379", "comma-separated etcd client URLs")
-	fs.StringVar(&c.EtcdCertFile, "etcd-cert", "", "etcd client TLS certificate file")
-	fs.StringVar(&c.EtcdKeyFile, "etcd-key", "", "etcd client TLS key file")
-	fs.StringVar(&c.EtcdCAFile, "etcd-ca", "", "etcd server CA file")
-	fs.StringVar(&c.EtcdUsername, "etcd-username", "", "etcd username")
-	fs.StringVar(&c.EtcdPassword, "etcd-password", "", "etcd password (prefer WEFT_ETCD_PASSWORD)")
+	var publicIP, gossipBind, join, logLevel string
+	c.Etcd.RegisterFlags(fs)
 	fs.StringVar(&c.EtcdPrefix, "etcd-prefix", DefaultEtcdPrefix, "etcd key prefix; /coreos.com/network shares a flannel cluster's config and leases")
 	fs.StringVar(&c.NodeName, "node-name", "", "node name (default: the host name)")
 	fs.StringVar(&c.Iface, "iface", "", "underlay interface (default: the interface of the default route)")
@@ -107,7 +98,6 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (*C
 	bad := func(flagName, val, why string) error {
 		return fmt.Errorf("%w: -%s=%q: %s", ErrUsage, flagName, val, why)
 	}
-	c.EtcdEndpoints = splitList(endpoints)
 	c.Join = splitList(join)
 	if publicIP != "" {
 		a, err := netip.ParseAddr(publicIP)
@@ -145,12 +135,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: -%s=%q: %s", ErrUsage, flagName, fmt.Sprint(val), why)
 	}
 	switch {
-	case len(c.EtcdEndpoints) == 0:
+	case len(c.Etcd.Endpoints) == 0:
 		return bad("etcd-endpoints", "", "at least one endpoint is needed")
 	case !strings.HasPrefix(c.EtcdPrefix, "/") || strings.HasSuffix(c.EtcdPrefix, "/"):
 		return bad("etcd-prefix", c.EtcdPrefix, "must start with / and not end with /")
-	case (c.EtcdCertFile == "") != (c.EtcdKeyFile == ""):
-		return bad("etcd-cert", c.EtcdCertFile, "-etcd-cert and -etcd-key go together")
+	case (c.Etcd.CertFile == "") != (c.Etcd.KeyFile == ""):
+		return bad("etcd-cert", c.Etcd.CertFile, "-etcd-cert and -etcd-key go together")
 	case c.NodeName == "" || len(c.NodeName) > 253 || strings.ContainsAny(c.NodeName, " \t\n/"):
 		return bad("node-name", c.NodeName, "not a valid node name")
 	case c.SubnetFile == "":

@@ -17,7 +17,7 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.EtcdEndpoints) != 2 || c.IPMasq || c.NodeName != "n1" || c.PublicIP.String() != "192.0.2.7" || c.LeaseTTL != time.Hour {
+	if len(c.Etcd.Endpoints) != 2 || c.IPMasq || c.NodeName != "n1" || c.PublicIP.String() != "192.0.2.7" || c.LeaseTTL != time.Hour {
 		t.Errorf("parsed %+v", c)
 	}
 	if c.EtcdPrefix != DefaultEtcdPrefix || c.SubnetFile != DefaultSubnetFile || c.StateDir != DefaultStateDir || c.HealthAddr != DefaultHealthAddr {

@@ -429,8 +429,5 @@ func (d *Daemon) reloadKeysOnHUP(ctx context.Context) error {
 }
 
 func newEtcdClient(cfg *Config) (*clientv3.Client, error) {
-	return etcdclient.New(etcdclient.Config{
-		Endpoints: cfg.EtcdEndpoints, CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile, CAFile: cfg.EtcdCAFile,
-		Username: cfg.EtcdUsername, Password: cfg.EtcdPassword,
-	})
+	return etcdclient.New(cfg.Etcd)
 }

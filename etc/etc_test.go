@@ -450,8 +450,8 @@ func TestManifest(t *testing.T) {
 		}
 		cfg := parseWeftd(t, append(weftd.Command[1:], weftd.Args...), env)
 		if cfg.NodeName != "node-1" || cfg.PublicIP != netip.MustParseAddr("192.0.2.21") ||
-			!slices.Equal(cfg.EtcdEndpoints, []string{"https://192.0.2.11:2379", "https://192.0.2.12:2379"}) {
-			t.Errorf("node %q, public IP %s, etcd %q: not the values of the node and Secret weft-etcd", cfg.NodeName, cfg.PublicIP, cfg.EtcdEndpoints)
+			!slices.Equal(cfg.Etcd.Endpoints, []string{"https://192.0.2.11:2379", "https://192.0.2.12:2379"}) {
+			t.Errorf("node %q, public IP %s, etcd %q: not the values of the node and Secret weft-etcd", cfg.NodeName, cfg.PublicIP, cfg.Etcd.Endpoints)
 		}
 
 		// Host state survives the container.
@@ -461,9 +461,9 @@ func TestManifest(t *testing.T) {
 		if cfg.SubnetFile != cni.DefaultSubnetFile {
 			t.Errorf("weftd writes %s, the conflist's plugin reads %s", cfg.SubnetFile, cni.DefaultSubnetFile)
 		}
-		pod.wantSecretFile(t, weftd, cfg.EtcdCAFile, "weft-etcd", "ca.crt")
-		pod.wantSecretFile(t, weftd, cfg.EtcdCertFile, "weft-etcd", "tls.crt")
-		pod.wantSecretFile(t, weftd, cfg.EtcdKeyFile, "weft-etcd", "tls.key")
+		pod.wantSecretFile(t, weftd, cfg.Etcd.CAFile, "weft-etcd", "ca.crt")
+		pod.wantSecretFile(t, weftd, cfg.Etcd.CertFile, "weft-etcd", "tls.crt")
+		pod.wantSecretFile(t, weftd, cfg.Etcd.KeyFile, "weft-etcd", "tls.key")
 		pod.wantSecretFile(t, weftd, cfg.GossipKeyFile, "weft-gossip", "keys")
 
 		// Probes: weftd's health endpoints, on the loopback address it listens on.
@@ -666,8 +666,8 @@ func TestEnvFile(t *testing.T) {
 	}
 	for _, env := range []map[string]string{active, all} {
 		cfg := parseWeftd(t, []string{"-node-name", "node-1"}, env)
-		if cfg.EtcdPrefix != daemon.DefaultEtcdPrefix || len(cfg.EtcdEndpoints) != 3 || cfg.GossipKeyFile == "" {
-			t.Errorf("prefix %s, endpoints %q, gossip key file %q: not the sample's", cfg.EtcdPrefix, cfg.EtcdEndpoints, cfg.GossipKeyFile)
+		if cfg.EtcdPrefix != daemon.DefaultEtcdPrefix || len(cfg.Etcd.Endpoints) != 3 || cfg.GossipKeyFile == "" {
+			t.Errorf("prefix %s, endpoints %q, gossip key file %q: not the sample's", cfg.EtcdPrefix, cfg.Etcd.Endpoints, cfg.GossipKeyFile)
 		}
 	}
 }

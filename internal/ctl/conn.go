@@ -22,19 +22,13 @@ const DefaultTimeout = 5 * time.Second
 
 // etcdFlags are the connection flags, named and defaulted as weftd's.
 type etcdFlags struct {
-	endpoints string
-	conn      etcdclient.Config
-	prefix    string
-	timeout   time.Duration
+	conn    etcdclient.Config
+	prefix  string
+	timeout time.Duration
 }
 
 func (f *etcdFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.endpoints, "etcd-endpoints", "http://127.0.0.1:2379", "comma-separated etcd client URLs")
-	fs.StringVar(&f.conn.CertFile, "etcd-cert", "", "etcd client TLS certificate file")
-	fs.StringVar(&f.conn.KeyFile, "etcd-key", "", "etcd client TLS key file")
-	fs.StringVar(&f.conn.CAFile, "etcd-ca", "", "etcd server CA file")
-	fs.StringVar(&f.conn.Username, "etcd-username", "", "etcd username")
-	fs.StringVar(&f.conn.Password, "etcd-password", "", "etcd password (prefer WEFT_ETCD_PASSWORD)")
+	f.conn.RegisterFlags(fs)
 	registerPrefix(fs, &f.prefix)
 	fs.DurationVar(&f.timeout, "etcd-timeout", DefaultTimeout, "bound on each etcd request and connection attempt")
 }
@@ -56,7 +50,6 @@ func checkPrefix(flagName, prefix string) error {
 // config returns the connection settings the flags give.
 func (f *etcdFlags) config() (etcdclient.Config, error) {
 	c := f.conn
-	c.Endpoints = splitList(f.endpoints)
 	c.DialTimeout = f.timeout
 	switch {
 	case len(c.Endpoints) == 0:
@@ -67,19 +60,9 @@ func (f *etcdFlags) config() (etcdclient.Config, error) {
 		return c, fmt.Errorf("%w: -etcd-timeout=%s: must be positive", ErrUsage, f.timeout)
 	}
 	if err := c.Validate(); err != nil {
-		return c, fmt.Errorf("%w: -etcd-endpoints=%q: %w", ErrUsage, f.endpoints, err)
+		return c, fmt.Errorf("%w: -etcd-endpoints=%q: %w", ErrUsage, strings.Join(c.Endpoints, ","), err)
 	}
 	return c, checkPrefix("etcd-prefix", f.prefix)
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 // session is an open etcd connection and a lease manager on the prefix.

@@ -100,7 +100,7 @@ func TestConnectionFlagsMatchWeftd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []string{strings.Join(d.EtcdEndpoints, ","), d.EtcdCertFile, d.EtcdKeyFile, d.EtcdCAFile, d.EtcdUsername, d.EtcdPassword, d.EtcdPrefix}
+		want := []string{strings.Join(d.Etcd.Endpoints, ","), d.Etcd.CertFile, d.Etcd.KeyFile, d.Etcd.CAFile, d.Etcd.Username, d.Etcd.Password, d.EtcdPrefix}
 		got := []string{strings.Join(c.Endpoints, ","), c.CertFile, c.KeyFile, c.CAFile, c.Username, c.Password, ef.prefix}
 		if strings.Join(got, "|") != strings.Join(want, "|") {
 			t.Errorf("weftctl: %q\nweftd:   %q", got, want)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/url"
@@ -181,5 +182,42 @@ func probe(ctx context.Context, cfg Config, t *tls.Config, ep string) error {
 		}
 		return fmt.Errorf("status request: %w", err)
 	}
+	return nil
+}
+
+// DefaultEndpoint is the -etcd-endpoints default.
+const DefaultEndpoint = "http://127.0.0.1:2379"
+
+// RegisterFlags registers weft's etcd connection flags on fs, writing into c: -etcd-endpoints
+// (comma-separated, default DefaultEndpoint), -etcd-cert, -etcd-key, -etcd-ca, -etcd-username and
+// -etcd-password. weftd and weftctl both call it, so their flags and WEFT_* variables agree.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.Endpoints = []string{DefaultEndpoint}
+	fs.Var((*endpointList)(&c.Endpoints), "etcd-endpoints", "comma-separated etcd client URLs")
+	fs.StringVar(&c.CertFile, "etcd-cert", "", "etcd client TLS certificate file")
+	fs.StringVar(&c.KeyFile, "etcd-key", "", "etcd client TLS key file")
+	fs.StringVar(&c.CAFile, "etcd-ca", "", "etcd server CA file")
+	fs.StringVar(&c.Username, "etcd-username", "", "etcd username")
+	fs.StringVar(&c.Password, "etcd-password", "", "etcd password (prefer WEFT_ETCD_PASSWORD)")
+}
+
+// endpointList is a comma-separated list flag; blank items are dropped.
+type endpointList []string
+
+func (l *endpointList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}
+
+func (l *endpointList) Set(s string) error {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	*l = out
 	return nil
 }

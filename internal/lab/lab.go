@@ -89,6 +89,8 @@ type Lab struct {
 	st  State
 	log io.Writer
 	ns  map[string]ns.NetNS
+	// exits records how the processes this Lab started ended, by pid.
+	exits map[int]*os.ProcessState
 }
 
 func (o *Options) setDefaults() {

@@ -160,13 +160,27 @@ func (l *Lab) startProc(n ns.NetNS, key string, cmd *exec.Cmd, logPath string) e
 	if err := n.Do(func(ns.NetNS) error { return cmd.Start() }); err != nil {
 		return fmt.Errorf("start %s: %w", key, err)
 	}
-	go cmd.Wait() //nolint:errcheck // reaps the child; its exit shows in its log
+	go l.reap(cmd)
 	return l.recordProc(key, cmd.Process.Pid)
 }
 
 // AddNode creates a node namespace on the underlay and starts weftd in it. extra flags are appended
 // to weftd's command line.
 func (l *Lab) AddNode(ctx context.Context, extra ...string) (*Node, error) {
+	node, err := l.PrepareNode(ctx, extra...)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.StartWeftd(node); err != nil {
+		return nil, err
+	}
+	l.logf("• %s: namespace %s, underlay %s, weftd started (log %s)", node.Name, node.Netns, node.IP, filepath.Join(node.Dir, "weftd.log"))
+	return node, nil
+}
+
+// PrepareNode creates a node namespace on the underlay with its files, without starting weftd:
+// StartWeftd starts it, so that several nodes can be started at once.
+func (l *Lab) PrepareNode(_ context.Context, extra ...string) (*Node, error) {
 	l.mu.Lock()
 	idx := len(l.st.Nodes) + 1
 	l.mu.Unlock()
@@ -190,10 +204,6 @@ func (l *Lab) AddNode(ctx context.Context, extra ...string) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := l.StartWeftd(node); err != nil {
-		return nil, err
-	}
-	l.logf("• %s: namespace %s, underlay %s, weftd started (log %s)", node.Name, node.Netns, node.IP, filepath.Join(node.Dir, "weftd.log"))
 	return node, nil
 }
 

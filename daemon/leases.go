@@ -1,0 +1,119 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/weft-net/weft/subnet"
+	weftetcd "github.com/weft-net/weft/subnet/etcd"
+)
+
+// gossipPeersFile keeps, in the state dir, the gossip addresses of the peers in the last lease set:
+// a weftd restarted while etcd is down joins them at once, so that its peers learn its attributes
+// (a new VTEP MAC) through gossip without waiting for etcd.
+const gossipPeersFile = "gossip-peers.json"
+
+// ErrBadGossipPeers marks a gossip peers file that cannot be used.
+var ErrBadGossipPeers = errors.New("bad gossip peers file")
+
+// leaseHandler returns the function that takes each lease set from etcd: the view gets the leases
+// that fit the network config, gossip the peers' addresses to join, and the state dir those
+// addresses for the next start.
+func (d *Daemon) leaseHandler() func(weftetcd.LeaseSet) {
+	misfits := map[netip.Prefix]bool{}
+	return func(set weftetcd.LeaseSet) {
+		leases, misfit := fitting(d.netCfg, set.Leases)
+		now := map[netip.Prefix]bool{}
+		for _, l := range misfit {
+			now[l.Subnet] = true
+			if !misfits[l.Subnet] {
+				d.log.Warn("lease does not fit the network config, not programming it", "subnet", l.Subnet.String(),
+					"node", l.Attrs.NodeName, "network", d.netCfg.Network.String(), "subnet_len", d.netCfg.SubnetLen)
+			}
+		}
+		misfits = now
+		d.view.SetLeases(leases)
+		var addrs []netip.AddrPort
+		for _, l := range leases {
+			if l.Attrs.GossipAddr.IsValid() && l.Attrs.NodeName != d.cfg.NodeName {
+				addrs = append(addrs, l.Attrs.GossipAddr)
+			}
+		}
+		d.member.JoinAddrs(addrs)
+		d.saveGossipPeers(addrs)
+	}
+}
+
+// fitting splits leases into those whose subnet is one the network config hands out (inside
+// Network, SubnetLen long), which never overlap each other, and the others. A lease of another size,
+// written by hand or by a node with another config, may overlap nodes' subnets, and the backend
+// refuses overlapping peers all together: one such key would cut good nodes off. Its key still keeps
+// its subnets from being handed out.
+func fitting(cfg *subnet.Config, leases []subnet.Lease) (fit, misfit []subnet.Lease) {
+	for _, l := range leases {
+		if cfg.Network.Contains(l.Subnet.Addr()) && l.Subnet.Bits() == cfg.SubnetLen {
+			fit = append(fit, l)
+		} else {
+			misfit = append(misfit, l)
+		}
+	}
+	return fit, misfit
+}
+
+// joinSavedPeers hands gossip the addresses saved by the last run, before etcd answers.
+func (d *Daemon) joinSavedPeers() {
+	path := filepath.Join(d.cfg.StateDir, gossipPeersFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	var addrs []netip.AddrPort
+	if err == nil {
+		addrs, err = parseGossipPeers(data)
+	}
+	if err != nil {
+		d.log.Warn("ignoring the saved gossip peers", "path", path, "err", err)
+		return
+	}
+	d.member.JoinAddrs(addrs)
+}
+
+// saveGossipPeers writes addrs to the state dir when they differ from what it holds.
+func (d *Daemon) saveGossipPeers(addrs []netip.AddrPort) {
+	addrs = slices.Clone(addrs)
+	slices.SortFunc(addrs, netip.AddrPort.Compare)
+	addrs = slices.Compact(addrs)
+	data, err := json.Marshal(addrs)
+	if err != nil {
+		d.log.Error("encoding the gossip peers", "err", err)
+		return
+	}
+	path := filepath.Join(d.cfg.StateDir, gossipPeersFile)
+	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, data) {
+		return
+	}
+	if err := subnet.WriteFileAtomic(path, data, 0o600); err != nil {
+		d.log.Warn("saving the gossip peers", "path", path, "err", err)
+	}
+}
+
+// parseGossipPeers decodes a gossip peers file: a JSON array of "ip:port" strings, each a valid
+// IPv4 address with a non-zero port.
+func parseGossipPeers(data []byte) ([]netip.AddrPort, error) {
+	var addrs []netip.AddrPort
+	if err := json.Unmarshal(data, &addrs); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadGossipPeers, err)
+	}
+	for i, a := range addrs {
+		if !a.Addr().Is4() || a.Port() == 0 {
+			return nil, fmt.Errorf("%w: [%d]=%q: want IPv4:port", ErrBadGossipPeers, i, a)
+		}
+	}
+	return addrs, nil
+}
