@@ -31,8 +31,12 @@ fuzz-brief:
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
+# Whole-fabric figures (throughput, convergence, weftd memory/CPU, CNI latency), root, ~15 min:
+# a table on stdout and JSON in BENCH_OUT; see docs/benchmarks.md. Package micro-benchmarks:
+# go test -run '^$' -bench . ./<package>/
+BENCH_OUT ?= /tmp/weft-bench.json
 bench: build
-	$(GO) test -run '^$$' -bench . -timeout 60m ./...
+	BENCH_OUT=$(BENCH_OUT) ./scripts/bench.sh
 
 soak: build
 	WEFT_SOAK=1 $(GO) test -count=1 -timeout 120m -run Soak ./...

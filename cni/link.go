@@ -10,6 +10,8 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
 )
 
 // vethPrefix starts every host-side veth name the plugin creates.
@@ -120,11 +122,7 @@ func ensureVeth(host, pod netlinksafe.Handle, s vethSpec) (hostLink, podLink net
 		return nil, nil, fmt.Errorf("veth %s: %w", s.hostName, err)
 	}
 	if hostLink == nil {
-		la := netlink.NewLinkAttrs()
-		la.Name = s.hostName
-		la.MTU = s.mtu
-		veth := &netlink.Veth{LinkAttrs: la, PeerName: s.podName, PeerNamespace: netlink.NsFd(s.podNSFd)}
-		if err := host.LinkAdd(veth); err != nil {
+		if err := addVeth(s); err != nil {
 			if errors.Is(err, syscall.EEXIST) {
 				return nil, nil, fmt.Errorf("create veth %s: %s already exists in the pod's netns", s.hostName, s.podName)
 			}
@@ -159,6 +157,28 @@ func ensureVeth(host, pod netlinksafe.Handle, s vethSpec) (hostLink, podLink net
 		return nil, nil, fmt.Errorf("veth %s: set up: %w", s.hostName, err)
 	}
 	return hostLink, podLink, nil
+}
+
+// addVeth creates the pair, the host end in the plugin's netns and already enslaved to the bridge,
+// the pod end in the pod's netns, in one RTM_NEWLINK request. netlink's LinkAdd would enslave the
+// host end in a second request, and a plugin killed between the two would leave a veth off the
+// bridge, which GC does not recognise as the plugin's.
+func addVeth(s vethSpec) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.hostName)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.mtu))))
+	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(s.bridge.Index))))
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
+	peer := info.AddRtAttr(nl.IFLA_INFO_DATA, nil).AddRtAttr(nl.VETH_INFO_PEER, nil)
+	nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC)
+	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.podName))
+	peer.AddRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.mtu)))
+	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(s.podNSFd)))
+	req.AddData(info)
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
 }
 
 // isPair tells whether a and b, seen from their own netns, are the two ends of one veth pair.

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
@@ -596,5 +597,52 @@ func TestMTUOverride(t *testing.T) {
 	}
 	if got := podState(t, pod, "eth0"); !strings.HasPrefix(got, "eth0 [10.244.7.2/24] mtu=1400 up=true\n") {
 		t.Errorf("pod:\n%s", got)
+	}
+}
+
+// TestKilledAddsLeaveNothingGCMisses kills ADDs (SIGKILL) at moments spread over the whole ADD, each
+// in a sandbox of its own, then runs GC with no valid attachment: the node and every sandbox must be
+// left as if no ADD had run. A host veth left off the bridge (a kill between creating and enslaving
+// it) would survive GC, which only removes veths on the bridge.
+func TestKilledAddsLeaveNothingGCMisses(t *testing.T) {
+	n := newNode(t, testEnv)
+	l := n.list("1.1.0", "")
+	var one time.Duration
+	for i := range 3 {
+		rt := runtimeConf(fmt.Sprint("measure", i), "eth0", newNetNS(t).Path())
+		start := time.Now()
+		n.mustAdd(l, rt)
+		one += time.Since(start) / 3
+		n.mustDel(l, rt)
+	}
+	const kills = 150
+	sandboxes := make([]ns.NetNS, kills)
+	killed := 0
+	for k := range kills {
+		sandboxes[k] = newNetNS(t)
+		rt := runtimeConf(fmt.Sprint("killed", k), "eth0", sandboxes[k].Path())
+		err := n.ns.Do(func(ns.NetNS) error {
+			ctx, cancel := context.WithTimeout(context.Background(), one*time.Duration(k)/kills)
+			defer cancel()
+			_, err := n.cni.AddNetworkList(ctx, l, rt)
+			return err
+		})
+		if err != nil {
+			killed++
+		}
+	}
+	t.Logf("%d of %d ADDs killed, 0 to %v into an ADD that takes %v", killed, kills, one, one)
+	if err := n.in(func(ctx context.Context) error {
+		return n.cni.GCNetworkList(ctx, l, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{}})
+	}); err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	if got, want := n.state(), "bridge weft0 [10.244.7.1/24] mtu=1450 up=true mac=0a:58:0a:f4:07:01\n"; got != want {
+		t.Errorf("after the kills and GC:\n%s\nwant:\n%s", got, want)
+	}
+	for k, sb := range sandboxes {
+		if got := podState(t, sb, "eth0"); got != "no eth0\n" {
+			t.Errorf("sandbox of killed%d after GC:\n%s", k, got)
+		}
 	}
 }

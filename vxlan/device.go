@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -114,8 +115,8 @@ func (b *Backend) ensureDeviceLocked() (int, error) {
 	attrs := link.Attrs()
 	if !bytes.Equal(attrs.HardwareAddr, b.mac[:]) {
 		b.log.Info("restoring VTEP MAC", "found", attrs.HardwareAddr.String())
-		if err := b.write(b.h.LinkSetHardwareAddr(link, b.mac.hw())); err != nil {
-			return 0, fmt.Errorf("set MAC of %s to %s: %w", name, b.mac, err)
+		if err := b.setMAC(link); err != nil {
+			return 0, err
 		}
 	}
 	if attrs.MTU != b.mtu {
@@ -139,6 +140,32 @@ func (b *Backend) ensureDeviceLocked() (int, error) {
 	}
 	b.devIndex.Store(int64(attrs.Index))
 	return attrs.Index, nil
+}
+
+// setMAC gives the device the VTEP MAC. The kernel flushes a device's neighbour entries, permanent
+// ones included, when its MAC changes. Once the peers are known the reconcile that follows puts them
+// back; before the first SetPeers (a daemon restarted while etcd is down, with a new MAC) nothing
+// would, so the permanent entries are read first and written again.
+func (b *Backend) setMAC(link netlink.Link) error {
+	var keep []netlink.Neigh
+	if !b.peersKnown.Load() {
+		neighs, err := retryDump(func() ([]netlink.Neigh, error) { return b.h.NeighList(link.Attrs().Index, netlink.FAMILY_V4) })
+		if err != nil {
+			return fmt.Errorf("dump neighbours of %s: %w", b.cfg.Device, err)
+		}
+		keep = slices.DeleteFunc(neighs, func(n netlink.Neigh) bool { return !permanent(n.State) })
+	}
+	if err := b.write(b.h.LinkSetHardwareAddr(link, b.mac.hw())); err != nil {
+		return fmt.Errorf("set MAC of %s to %s: %w", b.cfg.Device, b.mac, err)
+	}
+	var errs []error
+	for _, n := range keep {
+		n.Type = unix.RTN_UNICAST
+		if err := b.write(b.h.NeighSet(&n)); err != nil {
+			errs = append(errs, fmt.Errorf("keep neighbour %s lladdr %s across the MAC change: %w", n.IP, n.HardwareAddr, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // incompatible returns why an existing link cannot serve as the device, or "" if it can. The

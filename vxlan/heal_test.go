@@ -287,3 +287,38 @@ func TestRestartKeepsPeers(t *testing.T) {
 		t.Errorf("removed peer still programmed:\n%s", got)
 	}
 }
+
+// TestRestartWithNewMACKeepsPeers: a restarted backend whose VTEP MAC changed (its MAC file was
+// replaced) sets the new MAC, which makes the kernel flush the device's neighbours; before it is given
+// the peer set it must put back every entry the kernel held.
+func TestRestartWithNewMACKeepsPeers(t *testing.T) {
+	requireRoot(t)
+	n := newNode(t)
+	withUnderlay(t, n, "192.0.2.1/24")
+	cfg := testConfig(t)
+	first := newBackend(t, n, cfg)
+	if err := first.EnsureDevice(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.SetPeers([]backend.Peer{
+		peer("node-2", "10.244.2.0/24", "192.0.2.2", "0e:00:00:00:00:02"),
+		peer("node-3", "10.244.3.0/24", "192.0.2.3", "0e:00:00:00:00:03"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := renderPeers(t, n, first.cfg.Device, DefaultRouteProtocol)
+	newMAC := net.HardwareAddr{0x02, 0, 0, 0, 0x0a, 0x01}
+	if err := writeMACFile(macFile(cfg.StateDir, first.cfg.Device), newMAC); err != nil {
+		t.Fatal(err)
+	}
+	restarted := newBackend(t, n, cfg)
+	if err := restarted.EnsureDevice(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.link(t, first.cfg.Device).Attrs().HardwareAddr.String(); got != newMAC.String() {
+		t.Fatalf("device MAC %s, want %s", got, newMAC)
+	}
+	if got := renderPeers(t, n, first.cfg.Device, DefaultRouteProtocol); got != want {
+		t.Fatalf("peers after the MAC change, before SetPeers:\n%s", textDiff(got, want))
+	}
+}

@@ -1,0 +1,237 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/weft-net/weft/gossip"
+	"github.com/weft-net/weft/internal/lab"
+)
+
+// TestGossipFaults is scenario 8 on two nodes: a member with the wrong key cannot join; members
+// with the right key claiming node2's subnet, or a subnet nobody leased, are rejected and never
+// programmed, and so is a member that takes node2's name from another address; ten members joining
+// and leaving for ten seconds do not keep a new node from being programmed everywhere. The two nodes'
+// pods never lose a ping and their entries for each other never change.
+func TestGossipFaults(t *testing.T) { gossipFaults(t, 10, 10*time.Second) }
+
+// TestSoakGossipChurn is scenario 8 with thirty members churning for a minute.
+func TestSoakGossipChurn(t *testing.T) {
+	requireSoak(t)
+	gossipFaults(t, 30, time.Minute)
+}
+
+func gossipFaults(t *testing.T, churners int, churnFor time.Duration) {
+	l, nodes := newLab(t, 2, 1)
+	ctx := context.Background()
+	n1, n2 := nodes[0], nodes[1]
+	pods := l.State().Pods
+	s1, s2 := env(t, l, n1).Subnet, env(t, l, n2).Subnet
+	mac1, err := l.VTEPMAC(n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac2, err := l.VTEPMAC(n2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outNS, outIP, err := l.AddOutsideHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(l.State().Dir, "gossip.key")
+	join := []string{netip.AddrPortFrom(n1.IP, 7946).String(), netip.AddrPortFrom(n2.IP, 7946).String()}
+	pairs := []pingPair{podPair(t, l, pods[0], pods[1]), podPair(t, l, pods[1], pods[0]), nodePair(t, l, n1, pods[1])}
+	tr := startTraffic(t, pairs...)
+	w1 := watchEntries(l, []*lab.Node{n1}, s2, mac2, n2.IP)
+	w2 := watchEntries(l, []*lab.Node{n2}, s1, mac1, n1.IP)
+	members := func(n *lab.Node) int {
+		v, _ := strconv.Atoi(metric(t, l, n, "weft_gossip_members"))
+		return v
+	}
+	rogueMAC := net.HardwareAddr{0x02, 0x66, 0x66, 0x66, 0x66, 0x66}
+	unleased := netip.MustParsePrefix("10.244.250.0/24")
+	future := time.Now().Add(time.Hour).UnixNano()
+
+	t.Run("wrong key cannot join", func(t *testing.T) {
+		wrongKey := filepath.Join(t.TempDir(), "wrong.key")
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(wrongKey, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		a := startActor(t, l, outNS, actorSpec{BindIP: outIP, Join: join, Members: []actorMember{
+			{Name: "intruder", Port: 7946, KeyFile: wrongKey, Meta: &gossip.Meta{
+				NodeName: "intruder", Subnet: s2, PublicIP: outIP, VtepMAC: rogueMAC, VNI: 1, AttrVersion: future,
+			}},
+		}})
+		poll(t, "the intruder's join attempts", 20*time.Second, func() error {
+			if a.value("stats intruder joinFailures") == 0 {
+				return fmt.Errorf("no failed join reported yet")
+			}
+			return nil
+		})
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if m1, m2, mi := members(n1), members(n2), a.value("stats intruder members"); m1 != 2 || m2 != 2 || mi != 1 {
+				t.Fatalf("the intruder got in: members node1 %d, node2 %d, intruder %d", m1, m2, mi)
+			}
+		}
+		t.Logf("intruder: %d failed join rounds, members %d", a.value("stats intruder joinFailures"), a.value("stats intruder members"))
+		noTrace(t, l, nodes, rogueMAC, unleased)
+		a.stop()
+	})
+
+	t.Run("claims of a leased and of an unleased subnet are rejected", func(t *testing.T) {
+		rejected := func(n *lab.Node) int {
+			v, _ := strconv.Atoi(metric(t, l, n, "weft_gossip_rejected_claims_total"))
+			return v
+		}
+		before1, before2 := rejected(n1), rejected(n2)
+		a := startActor(t, l, outNS, actorSpec{BindIP: outIP, KeyFile: keyFile, Join: join, Members: []actorMember{
+			{Name: "rogue", Port: 7946, Meta: &gossip.Meta{
+				NodeName: "rogue", Subnet: s2, PublicIP: outIP, VtepMAC: rogueMAC, VNI: 1, AttrVersion: future,
+			}},
+			{Name: "squatter", Port: 7947, Meta: &gossip.Meta{
+				NodeName: "squatter", Subnet: unleased, PublicIP: outIP, VtepMAC: rogueMAC, VNI: 1, AttrVersion: future,
+			}},
+		}})
+		poll(t, "the rogue members join", 20*time.Second, func() error {
+			if m1, m2 := members(n1), members(n2); m1 != 4 || m2 != 4 {
+				return fmt.Errorf("members node1 %d, node2 %d", m1, m2)
+			}
+			return nil
+		})
+		poll(t, "the claim of node2's subnet counted as rejected", 10*time.Second, func() error {
+			if r1, r2 := rejected(n1), rejected(n2); r1 <= before1 || r2 <= before2 {
+				return fmt.Errorf("rejected claims node1 %d, node2 %d", r1, r2)
+			}
+			return nil
+		})
+		waitLog(t, n1, 10*time.Second, "gossip subnet claim rejected", "node=rogue", s2.String())
+		time.Sleep(time.Second)
+		noTrace(t, l, nodes, rogueMAC, unleased)
+		a.stop()
+	})
+
+	t.Run("a member taking a live node's name is refused", func(t *testing.T) {
+		a := startActor(t, l, outNS, actorSpec{BindIP: outIP, KeyFile: keyFile, Join: join, Members: []actorMember{
+			{Name: n2.Name, Port: 7946, Meta: &gossip.Meta{
+				NodeName: n2.Name, Subnet: s2, PublicIP: outIP, VtepMAC: rogueMAC, VNI: 1, AttrVersion: future,
+			}},
+		}})
+		poll(t, "the impostor's join attempt", 20*time.Second, func() error {
+			if a.value("stats "+n2.Name+" members") == 0 && a.value("stats "+n2.Name+" joinFailures") == 0 {
+				return fmt.Errorf("no join reported yet")
+			}
+			return nil
+		})
+		time.Sleep(3 * time.Second)
+		noTrace(t, l, nodes, rogueMAC, unleased)
+		t.Logf("impostor: members %d, failed join rounds %d; node1 logged the name conflict: %t",
+			a.value("stats "+n2.Name+" members"), a.value("stats "+n2.Name+" joinFailures"),
+			containsAll(nodeLog(t, n1), "gossip member name in use at two addresses"))
+		a.stop()
+	})
+
+	t.Run("join and leave churn", func(t *testing.T) {
+		start := time.Now()
+		a := startActor(t, l, outNS, actorSpec{BindIP: outIP, KeyFile: keyFile, Join: join, Churn: churners, ChurnPort: 8000})
+		time.Sleep(time.Second)
+		n3, err := l.AddNode(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		joined := time.Now()
+		if err := l.WaitReady(ctx, n3, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		p3, err := l.AddPod(ctx, n3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s3 := env(t, l, n3).Subnet
+		poll(t, "node3 programmed everywhere during the churn", 30*time.Second, func() error {
+			for _, c := range []struct {
+				n *lab.Node
+				s netip.Prefix
+			}{{n1, s3}, {n2, s3}, {n3, s1}, {n3, s2}} {
+				if r, nb, fdb, err := l.PeerEntries(c.n, c.s); err != nil || !r || !nb || !fdb {
+					return fmt.Errorf("%s's entries for %s: route %t neigh %t fdb %t (%v)", c.n.Name, c.s, r, nb, fdb, err)
+				}
+			}
+			return lab.Ping(mustNS(t, l, pods[0].Netns), p3.IP, 9100, 500*time.Millisecond)
+		})
+		t.Logf("FIGURE gossip churn: a node joining during the churn was programmed everywhere and reached %v after its weftd started",
+			time.Since(joined).Round(time.Millisecond))
+		if rest := churnFor - time.Since(start); rest > 0 {
+			time.Sleep(rest)
+		}
+		cycles := a.value("churn cycles")
+		a.stop()
+		settled := poll(t, "the churning members gone from every node", 60*time.Second, func() error {
+			for _, n := range []*lab.Node{n1, n2, n3} {
+				if m := members(n); m != 3 {
+					return fmt.Errorf("%s counts %d members", n.Name, m)
+				}
+			}
+			return nil
+		})
+		t.Logf("FIGURE gossip churn: %d members made %d join/leave cycles in %v; member counts settled %v after",
+			churners, cycles, churnFor, settled.Round(time.Millisecond))
+		if cycles < churners {
+			t.Errorf("only %d churn cycles", cycles)
+		}
+	})
+
+	time.Sleep(time.Second)
+	checkEntries(t, w1, "node1's entries for node2")
+	checkEntries(t, w2, "node2's entries for node1")
+	checkTraffic(t, tr, pairs[0].name, pairs[1].name, pairs[2].name)
+}
+
+// noTrace fails if a node holds an FDB entry or neighbour for mac or a route to unleased.
+func noTrace(t *testing.T, l *lab.Lab, nodes []*lab.Node, mac net.HardwareAddr, unleased netip.Prefix) {
+	t.Helper()
+	for _, n := range nodes {
+		err := l.WithHandle(n, func(h *netlink.Handle) error {
+			for _, fam := range []int{unix.AF_INET, unix.AF_BRIDGE} {
+				neighs, err := h.NeighList(0, fam)
+				if err != nil {
+					return err
+				}
+				for _, nb := range neighs {
+					if nb.HardwareAddr.String() == mac.String() {
+						return fmt.Errorf("entry for %s: %v", mac, nb)
+					}
+				}
+			}
+			routes, err := h.RouteList(nil, unix.AF_INET)
+			if err != nil {
+				return err
+			}
+			for _, r := range routes {
+				if r.Dst != nil && r.Dst.String() == unleased.String() {
+					return fmt.Errorf("route to %s", unleased)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Errorf("%s programmed a rogue claim: %v", n.Name, err)
+		}
+	}
+}

@@ -1,0 +1,148 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weft-net/weft/internal/lab"
+	"github.com/weft-net/weft/subnet"
+)
+
+// raceConfig is a network with exactly n allocatable subnets, 10.244.1.0/24 to 10.244.<n>.0/24.
+func raceConfig(n int) string {
+	return fmt.Sprintf(`{"Network":"10.244.0.0/16","SubnetLen":24,"SubnetMin":"10.244.1.0","SubnetMax":"10.244.%d.0","Backend":{"Type":"vxlan"}}`, n)
+}
+
+// TestRaces is scenario 6: 20 nodes started at once on a network with exactly 20 free subnets all
+// get distinct subnets and program each other; then two nodes race for one more subnet: one wins,
+// the other exits non-zero saying "no free subnet", and the running nodes' traffic is untouched.
+func TestRaces(t *testing.T) {
+	const nodes = 20
+	l, _ := newLab(t, 0, 0)
+	ctx := context.Background()
+	etcdPut(t, l, configKey, raceConfig(nodes))
+
+	var all []*lab.Node
+	for range nodes {
+		n, err := l.PrepareNode(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, n)
+	}
+	start := time.Now()
+	startAll(t, l, all)
+	for _, n := range all {
+		if err := l.WaitReady(ctx, n, 120*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("FIGURE race: %d nodes started at once were all ready %v later", nodes, time.Since(start).Round(time.Millisecond))
+
+	cfg, err := subnet.ParseConfig([]byte(raceConfig(nodes)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := map[netip.Prefix]string{}
+	for _, n := range all {
+		s := env(t, l, n).Subnet
+		if !cfg.Allocatable(s) {
+			t.Errorf("%s got %s, outside the network's subnets", n.Name, s)
+		}
+		if o, dup := owner[s]; dup {
+			t.Errorf("%s and %s both got %s", o, n.Name, s)
+		}
+		owner[s] = n.Name
+		a, err := subnet.ParseLeaseAttrs([]byte(etcdGet(t, l, subnetsPrefix+subnet.SubnetKey(s))))
+		if err != nil || a.NodeName != n.Name {
+			t.Errorf("etcd's lease of %s: %+v (%v), want node %s", s, a, err, n.Name)
+		}
+	}
+	converged := poll(t, "every node programs every other", 60*time.Second, func() error {
+		for _, n := range all {
+			for s, o := range owner {
+				if o == n.Name {
+					continue
+				}
+				if r, nb, fdb, err := l.PeerEntries(n, s); err != nil || !r || !nb || !fdb {
+					return fmt.Errorf("%s's entries for %s (%s): route %t neigh %t fdb %t (%v)", n.Name, o, s, r, nb, fdb, err)
+				}
+			}
+		}
+		return nil
+	})
+	t.Logf("FIGURE race: full mesh of %d nodes programmed %v after the last was ready", nodes, converged.Round(time.Millisecond))
+
+	t.Run("two nodes race for the last subnet", func(t *testing.T) {
+		first, err := l.AddPod(ctx, all[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err := l.AddPod(ctx, all[nodes-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := startTraffic(t, podPair(t, l, first, last), podPair(t, l, last, first), nodePair(t, l, all[1], last))
+		etcdPut(t, l, configKey, raceConfig(nodes+1))
+		var racers []*lab.Node
+		for range 2 {
+			n, err := l.PrepareNode(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			racers = append(racers, n)
+		}
+		startAll(t, l, racers)
+		var winner, loser *lab.Node
+		poll(t, "one racer ready and the other gone", 60*time.Second, func() error {
+			winner, loser = nil, nil
+			for i, n := range racers {
+				other := racers[1-i]
+				if _, exited := l.WeftdExit(n); exited {
+					if e, err := l.Env(other); err == nil && e.Ready {
+						winner, loser = other, n
+						return nil
+					}
+				}
+			}
+			return fmt.Errorf("no outcome yet")
+		})
+		code, _ := l.WeftdExit(loser)
+		t.Logf("%s won %s; %s exited with code %d", winner.Name, env(t, l, winner).Subnet, loser.Name, code)
+		if code == 0 {
+			t.Errorf("%s exited with code 0, want non-zero", loser.Name)
+		}
+		if log := nodeLog(t, loser); !strings.Contains(log, "no free subnet") {
+			t.Errorf("%s's log does not say \"no free subnet\":\n%s", loser.Name, log)
+		}
+		if got, want := env(t, l, winner).Subnet, netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", nodes+1)); got != want {
+			t.Errorf("%s got %s, want the last free subnet %s", winner.Name, got, want)
+		}
+		if _, exited := l.WeftdExit(winner); exited {
+			t.Errorf("the winner %s exited too", winner.Name)
+		}
+		time.Sleep(time.Second)
+		checkTraffic(t, tr, first.Name+"→"+last.Name, last.Name+"→"+first.Name, all[1].Name+"→"+last.Name)
+	})
+}
+
+// startAll starts weftd on every node at once.
+func startAll(t *testing.T, l *lab.Lab, nodes []*lab.Node) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	for i, n := range nodes {
+		wg.Go(func() { errs[i] = l.StartWeftd(n) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}

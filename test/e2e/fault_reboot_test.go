@@ -1,0 +1,255 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/vishvananda/netlink"
+
+	"github.com/weft-net/weft/internal/lab"
+	"github.com/weft-net/weft/subnet"
+)
+
+// TestNodeReboot is scenario 4: a simulated reboot of node1 (device, peer entries, rules and subnet
+// file gone, state dir kept) brings it back with the same MAC and subnet while its peers' entries
+// for it never change; and node1's VTEP MAC changing (set by hand, with etcd up and with etcd down,
+// then the state dir wiped) is programmed by every peer and pings recover.
+func TestNodeReboot(t *testing.T) { nodeReboot(t, 1) }
+
+// TestSoakNodeReboot repeats scenario 4 ten times.
+func TestSoakNodeReboot(t *testing.T) {
+	requireSoak(t)
+	nodeReboot(t, 10)
+}
+
+func nodeReboot(t *testing.T, rounds int) {
+	l, nodes := newLab(t, 3, 1)
+	n1, peers := nodes[0], nodes[1:]
+	pods := l.State().Pods
+	s1 := env(t, l, n1).Subnet
+	derived, err := l.VTEPMAC(n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := weftRules(t, l, n1)
+	// pod2→pod3 does not involve node1 and must never lose a ping.
+	pairs := func() []pingPair {
+		return []pingPair{
+			podPair(t, l, pods[0], pods[1]), podPair(t, l, pods[1], pods[0]), podPair(t, l, pods[2], pods[0]),
+			podPair(t, l, pods[1], pods[2]), nodePair(t, l, nodes[1], pods[0]), nodePair(t, l, n1, pods[2]),
+		}
+	}
+	unrelated := pods[1].Name + "→" + pods[2].Name
+
+	for round := range rounds {
+		t.Run(fmt.Sprintf("round %d/reboot", round+1), func(t *testing.T) {
+			tr := startTraffic(t, pairs()...)
+			w := watchEntries(l, peers, s1, derived, n1.IP)
+			down := time.Now()
+			simulateReboot(t, l, n1)
+			if err := l.StartWeftd(n1); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			if err := l.WaitReady(context.Background(), n1, 30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			ready := time.Since(start)
+			back := poll(t, "pod2 reaches pod1 again", 15*time.Second, func() error {
+				return lab.Ping(mustNS(t, l, pods[1].Netns), pods[0].IP, 9000, 500*time.Millisecond)
+			})
+			t.Logf("FIGURE reboot: weftd ready %v after start; datapath back %v after start, down %v in all",
+				ready.Round(time.Millisecond), (ready + back).Round(time.Millisecond), time.Since(down).Round(time.Millisecond))
+			time.Sleep(time.Second)
+			checkEntries(t, w, "peers' entries for node1 during its reboot")
+			checkTraffic(t, tr, unrelated)
+			if mac, err := l.VTEPMAC(n1); err != nil || mac.String() != derived.String() {
+				t.Errorf("MAC after reboot %s (%v), want %s", mac, err, derived)
+			}
+			if got := env(t, l, n1).Subnet; got != s1 {
+				t.Errorf("subnet after reboot %s, want %s", got, s1)
+			}
+			for _, p := range peers {
+				ps := env(t, l, p).Subnet
+				mac, err := l.VTEPMAC(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st, err := l.Peer(n1, ps); err != nil || !st.Complete(mac, p.IP) {
+					t.Errorf("node1's entries for %s after reboot: %v (%v)", p.Name, st, err)
+				}
+			}
+			if got := weftRules(t, l, n1); got != rules {
+				t.Errorf("node1's rules after reboot:\n%s\nwant:\n%s", got, rules)
+			}
+		})
+
+		hand := net.HardwareAddr{0x02, 0x77, 0x65, 0x66, 0x74, byte(2 * round)}
+		t.Run(fmt.Sprintf("round %d/MAC set by hand", round+1), func(t *testing.T) {
+			macChange(t, l, n1, peers, pairs(), unrelated, hand, "etcd up", func() {
+				if err := l.StopWeftd(n1, syscall.SIGTERM); err != nil {
+					t.Fatal(err)
+				}
+				writeMAC(t, n1, hand)
+			})
+		})
+
+		handDown := net.HardwareAddr{0x02, 0x77, 0x65, 0x66, 0x74, byte(2*round + 1)}
+		t.Run(fmt.Sprintf("round %d/MAC set by hand while etcd is down", round+1), func(t *testing.T) {
+			if err := l.StopEtcd(); err != nil {
+				t.Fatal(err)
+			}
+			etcdBack := false
+			defer func() {
+				if !etcdBack {
+					if err := l.StartEtcd(context.Background()); err != nil {
+						t.Error(err)
+					}
+				}
+			}()
+			macChange(t, l, n1, peers, pairs(), unrelated, handDown, "etcd down", func() {
+				if err := l.StopWeftd(n1, syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				writeMAC(t, n1, handDown)
+			})
+			etcdBack = true
+			if err := l.StartEtcd(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			poll(t, "node1's lease carries the new MAC once etcd is back", 30*time.Second, func() error {
+				a, err := subnet.ParseLeaseAttrs([]byte(etcdGet(t, l, subnetsPrefix+subnet.SubnetKey(s1))))
+				if err != nil {
+					return err
+				}
+				if a.VtepMAC.String() != handDown.String() {
+					return fmt.Errorf("lease has %s", a.VtepMAC)
+				}
+				return nil
+			})
+			for _, p := range peers {
+				if st, err := l.Peer(p, s1); err != nil || !st.Complete(handDown, n1.IP) {
+					t.Errorf("%s's entries for node1 after etcd returned: %v (%v)", p.Name, st, err)
+				}
+			}
+		})
+
+		t.Run(fmt.Sprintf("round %d/state dir wiped", round+1), func(t *testing.T) {
+			macChange(t, l, n1, peers, pairs(), unrelated, derived, "state wiped", func() {
+				if err := l.StopWeftd(n1, syscall.SIGTERM); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.RemoveAll(filepath.Join(n1.Dir, "state")); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if got := env(t, l, n1).Subnet; got != s1 {
+				t.Errorf("subnet after the state dir was wiped: %s, want %s", got, s1)
+			}
+		})
+	}
+}
+
+// macChange stops node's weftd and changes its MAC through change, starts it again and measures
+// how long after the device carries want every peer has programmed it; pings must recover.
+func macChange(t *testing.T, l *lab.Lab, node *lab.Node, peers []*lab.Node, pairs []pingPair, lossless string, want net.HardwareAddr, what string, change func()) {
+	t.Helper()
+	s := env(t, l, node).Subnet
+	tr := startTraffic(t, pairs...)
+	change()
+	w := watchMAC(l, node, peers, s, want)
+	if err := l.StartWeftd(node); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	res := w.wait(40 * time.Second)
+	if res.device.IsZero() {
+		t.Fatalf("node's device never carried %s", want)
+	}
+	for _, p := range peers {
+		if _, ok := res.peers[p.Name]; !ok {
+			t.Fatalf("%s never programmed %s for %s: %v", p.Name, want, node.Name, res.last[p.Name])
+		}
+	}
+	t.Logf("FIGURE MAC change (%s): device carried the new MAC %v after weftd started; every peer programmed it %v after that",
+		what, res.device.Sub(started).Round(time.Millisecond), res.propagation().Round(time.Millisecond))
+	if res.propagation() > 10*time.Second {
+		t.Errorf("peers programmed the new MAC %v after the device carried it (goal < 1s)", res.propagation())
+	}
+	back := poll(t, "pods reach "+node.Name+"'s pod again", 15*time.Second, func() error {
+		for _, p := range pairs {
+			if err := lab.Ping(p.src, p.dst, 9001, 500*time.Millisecond); err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+		}
+		return nil
+	})
+	t.Logf("all pairs answered %v after the peers had the new MAC", back.Round(time.Millisecond))
+	time.Sleep(time.Second)
+	checkTraffic(t, tr, lossless)
+}
+
+func writeMAC(t *testing.T, n *lab.Node, mac net.HardwareAddr) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(n.Dir, "state", lab.VXLANDevice+".mac"), []byte(mac.String()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// simulateReboot stops node's weftd and removes what a reboot loses: the VXLAN device (and with it
+// every neighbour, FDB entry and route on it), weft's iptables rules and the subnet file. The state
+// dir stays, as on disk; the pods' namespaces stay so that their traffic can resume.
+func simulateReboot(t *testing.T, l *lab.Lab, n *lab.Node) {
+	t.Helper()
+	if err := l.StopWeftd(n, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	err := l.WithHandle(n, func(h *netlink.Handle) error {
+		link, err := h.LinkByName(lab.VXLANDevice)
+		if err != nil {
+			return err
+		}
+		if err := h.LinkDel(link); err != nil {
+			return err
+		}
+		routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: 87}, netlink.RT_FILTER_PROTOCOL)
+		if err != nil {
+			return err
+		}
+		for _, r := range routes {
+			if err := h.RouteDel(&r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = inNode(t, l, n, func(ipt *iptables.IPTables) error {
+		return errors.Join(
+			ipt.DeleteIfExists("filter", "FORWARD", "-m", "comment", "--comment", "weft forward", "-j", "WEFT-FWD"),
+			ipt.DeleteIfExists("nat", "POSTROUTING", "-m", "comment", "--comment", "weft masq", "-j", "WEFT-POSTRTG"),
+			ipt.ClearAndDeleteChain("filter", "WEFT-FWD"),
+			ipt.ClearAndDeleteChain("nat", "WEFT-POSTRTG"),
+		)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(n.Dir, "subnet.env")); err != nil {
+		t.Fatal(err)
+	}
+	if got := weftRules(t, l, n); !strings.Contains(got, "filter/WEFT-FWD missing") || !strings.Contains(got, "nat/WEFT-POSTRTG missing") {
+		t.Fatalf("rules left after the simulated reboot:\n%s", got)
+	}
+}
