@@ -123,8 +123,8 @@ func (b *Backend) watch(ctx context.Context, kick chan<- struct{}) {
 func (b *Backend) watchOnce(ctx context.Context, kick chan<- struct{}) error {
 	done := make(chan struct{})
 	links := make(chan netlink.LinkUpdate, 64)
-	neighs := make(chan netlink.NeighUpdate, 4096)
-	routes := make(chan netlink.RouteUpdate, 4096)
+	neighs := make(chan netlink.NeighUpdate, 256)
+	routes := make(chan netlink.RouteUpdate, 256)
 	failed := make(chan error, 3)
 	onError := func(err error) {
 		select {
