@@ -6,7 +6,7 @@ fuzztime=${FUZZTIME:-10s}
 cd "$(dirname "$0")/.."
 found=0
 while IFS=: read -r file fn; do
-	pkg=./$(dirname "$file")
+	pkg=$(dirname "$file")
 	echo "fuzz $pkg $fn ($fuzztime)"
 	go test "$pkg" -run '^$' -fuzz "^${fn}\$" -fuzztime "$fuzztime"
 	found=$((found + 1))
