@@ -86,28 +86,14 @@ func runLeasesReclaim(ctx context.Context, env *Env, fs *flag.FlagSet, args []st
 	var ef etcdFlags
 	ef.register(fs)
 	yes := fs.Bool("yes", false, "reclaim without asking")
-	pos, err := parse(env, fs, args, "SUBNET")
-	if err != nil {
-		return err
-	}
-	sn, err := parseSubnetArg(pos[0])
-	if err != nil {
-		return err
-	}
-	s, err := ef.open()
+	sn, s, err := subnetCommand(env, fs, &ef, args)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	entries, _, err := s.readKeys(ctx)
+	found, err := s.keysFor(ctx, sn)
 	if err != nil {
 		return err
-	}
-	var found []keyEntry
-	for _, e := range entries {
-		if e.Subnet == sn {
-			found = append(found, e)
-		}
 	}
 	if len(found) == 0 {
 		fmt.Fprintf(env.Stdout, "%s is free: nothing to reclaim.\n", sn)

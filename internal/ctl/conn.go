@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -120,4 +121,37 @@ func unreachable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// subnetCommand parses the command line of a command whose one argument is SUBNET (its flags, ef's
+// among them, registered on fs) and opens the etcd session.
+func subnetCommand(env *Env, fs *flag.FlagSet, ef *etcdFlags, args []string) (netip.Prefix, *session, error) {
+	pos, err := parse(env, fs, args, "SUBNET")
+	if err != nil {
+		return netip.Prefix{}, nil, err
+	}
+	sn, err := parseSubnetArg(pos[0])
+	if err != nil {
+		return netip.Prefix{}, nil, err
+	}
+	s, err := ef.open()
+	if err != nil {
+		return netip.Prefix{}, nil, err
+	}
+	return sn, s, nil
+}
+
+// keysFor returns the keys under the subnets prefix that name subnet sn.
+func (s *session) keysFor(ctx context.Context, sn netip.Prefix) ([]keyEntry, error) {
+	entries, _, err := s.readKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var found []keyEntry
+	for _, e := range entries {
+		if e.Subnet == sn {
+			found = append(found, e)
+		}
+	}
+	return found, nil
 }

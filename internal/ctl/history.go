@@ -85,15 +85,7 @@ func runLeasesHistory(ctx context.Context, env *Env, fs *flag.FlagSet, args []st
 	var ef etcdFlags
 	ef.register(fs)
 	out := outputFlag(fs)
-	pos, err := parse(env, fs, args, "SUBNET")
-	if err != nil {
-		return err
-	}
-	sn, err := parseSubnetArg(pos[0])
-	if err != nil {
-		return err
-	}
-	s, err := ef.open()
+	sn, s, err := subnetCommand(env, fs, &ef, args)
 	if err != nil {
 		return err
 	}

@@ -404,28 +404,14 @@ func runLeasesGet(ctx context.Context, env *Env, fs *flag.FlagSet, args []string
 	var ef etcdFlags
 	ef.register(fs)
 	out := outputFlag(fs)
-	pos, err := parse(env, fs, args, "SUBNET")
-	if err != nil {
-		return err
-	}
-	sn, err := parseSubnetArg(pos[0])
-	if err != nil {
-		return err
-	}
-	s, err := ef.open()
+	sn, s, err := subnetCommand(env, fs, &ef, args)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	entries, _, err := s.readKeys(ctx)
+	found, err := s.keysFor(ctx, sn)
 	if err != nil {
 		return err
-	}
-	var found []keyEntry
-	for _, e := range entries {
-		if e.Subnet == sn {
-			found = append(found, e)
-		}
 	}
 	if len(found) == 0 {
 		return fmt.Errorf("%w: no key for %s under %s: the subnet is free", ErrNotFound, sn, s.m.SubnetsPrefix())
