@@ -42,16 +42,19 @@ func runEtcdRole(_ context.Context, env *Env, args []string) error {
 	if err := validName("user", *user); err != nil {
 		return err
 	}
-	r, u, p := shellQuote(*role), shellQuote(*user), shellQuote(prefix+"/")
-	fmt.Fprintf(env.Stdout, `# A least-privilege etcd role for weftd: read and write under %[1]s/ (the network config and the
-# subnet leases), nothing else. Run as etcd's root user (add --endpoints and the TLS flags you use).
+	r, u := shellQuote(*role), shellQuote(*user)
+	cfg, subnets := shellQuote(prefix+"/config"), shellQuote(prefix+"/subnets/")
+	fmt.Fprintf(env.Stdout, `# A least-privilege etcd role for weftd: read the network config %[1]s/config, read and write the
+# subnet leases under %[1]s/subnets/, nothing else (weftctl config set needs an admin with readwrite
+# on %[1]s/). Run as etcd's root user (add --endpoints and the TLS flags you use).
 etcdctl role add %[2]s
+etcdctl role grant-permission %[2]s read %[5]s
 etcdctl role grant-permission %[2]s --prefix=true readwrite %[3]s
 etcdctl user add %[4]s  # asks for the password
 etcdctl user grant-role %[4]s %[2]s
 # With authentication enabled (etcdctl auth enable, once root exists), run weftd with
 #   -etcd-username %[4]s and WEFT_ETCD_PASSWORD=<password> in its environment,
 # or with a client certificate whose common name is %[4]s (etcd's --client-cert-auth).
-`, prefix, r, p, u)
+`, prefix, r, subnets, u, cfg)
 	return nil
 }
