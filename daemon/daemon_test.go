@@ -17,13 +17,14 @@ import (
 	"github.com/coreos/go-iptables/iptables"
 
 	"github.com/weft-net/weft/internal/lab"
+	"github.com/weft-net/weft/internal/labtest"
 	"github.com/weft-net/weft/internal/nstest"
 	"github.com/weft-net/weft/subnet"
 )
 
 var (
 	binOnce sync.Once
-	binDir  string
+	harness = &labtest.Harness{ModuleDir: "..", Prefix: "wdt"}
 	binErr  error
 )
 
@@ -32,53 +33,16 @@ func startLab(t *testing.T, n int) (*lab.Lab, []*lab.Node, []*lab.Pod) {
 	t.Helper()
 	nstest.RequireRoot(t)
 	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "weft-daemon-test-bin")
+		harness.BinDir, binErr = os.MkdirTemp("", "weft-daemon-test-bin")
 		if binErr == nil {
-			binErr = lab.Build("..", binDir)
+			binErr = lab.Build("..", harness.BinDir)
 		}
 	})
 	if binErr != nil {
 		t.Fatal(binErr)
 	}
-	ctx := context.Background()
-	l, err := lab.Up(ctx, lab.Options{
-		Dir: filepath.Join(t.TempDir(), "lab"), Prefix: fmt.Sprintf("wdt%d-", os.Getpid()%100000),
-		BinDir: binDir, Conflist: "../etc/10-weft.conflist",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range l.State().Nodes {
-				data, _ := os.ReadFile(filepath.Join(n.Dir, "weftd.log"))
-				t.Logf("%s weftd.log:\n%s", n.Name, data)
-			}
-		}
-		if err := l.Down(); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
-	var nodes []*lab.Node
-	var pods []*lab.Pod
-	for range n {
-		node, err := l.AddNode(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes = append(nodes, node)
-	}
-	for _, node := range nodes {
-		if err := l.WaitReady(ctx, node, 60*time.Second); err != nil {
-			t.Fatal(err)
-		}
-		p, err := l.AddPod(ctx, node)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pods = append(pods, p)
-	}
-	return l, nodes, pods
+	l, nodes := harness.Lab(t, n, 1)
+	return l, nodes, l.State().Pods
 }
 
 func get(t *testing.T, l *lab.Lab, node *lab.Node, path string) (int, string) {
@@ -276,4 +240,12 @@ func TestRestartKeepsDatapath(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if harness.BinDir != "" {
+		os.RemoveAll(harness.BinDir)
+	}
+	os.Exit(code)
 }

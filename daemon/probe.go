@@ -40,12 +40,12 @@ func (p *prober) setTargets(t map[netip.Addr]string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.targets = t
+	names := make(map[string]bool, len(t))
+	for _, n := range t {
+		names[n] = true
+	}
 	for name := range p.result {
-		found := false
-		for _, n := range t {
-			found = found || n == name
-		}
-		if !found {
+		if !names[name] {
 			delete(p.result, name)
 		}
 	}

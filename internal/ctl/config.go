@@ -86,10 +86,7 @@ func runConfigGet(ctx context.Context, env *Env, fs *flag.FlagSet, args []string
 	var ef etcdFlags
 	ef.register(fs)
 	out := outputFlag(fs)
-	if _, err := parse(env, fs, args); err != nil {
-		return err
-	}
-	s, err := ef.open()
+	s, err := openCommand(env, fs, &ef, args)
 	if err != nil {
 		return err
 	}

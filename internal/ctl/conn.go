@@ -2,17 +2,13 @@ package ctl
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
 	"strings"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/weft-net/weft/internal/etcdclient"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
@@ -101,7 +97,7 @@ func (s *session) do(ctx context.Context, fn func(ctx context.Context) error) er
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	err := fn(rctx)
-	if err == nil || ctx.Err() != nil || !unreachable(err) {
+	if err == nil || ctx.Err() != nil || !weftetcd.Unreachable(err) {
 		return err
 	}
 	if derr := etcdclient.Diagnose(ctx, s.conn); derr != nil {
@@ -110,17 +106,13 @@ func (s *session) do(ctx context.Context, fn func(ctx context.Context) error) er
 	return fmt.Errorf("%w: etcd accepts connections but did not complete the request within %s: %w", etcdclient.ErrUnreachable, s.timeout, err)
 }
 
-func unreachable(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrNoLeader) ||
-		errors.Is(err, rpctypes.ErrTimeout) || errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) ||
-		errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) {
-		return true
+// openCommand parses the command line of a command without arguments (its flags, ef's among them,
+// registered on fs) and opens the etcd session.
+func openCommand(env *Env, fs *flag.FlagSet, ef *etcdFlags, args []string) (*session, error) {
+	if _, err := parse(env, fs, args); err != nil {
+		return nil, err
 	}
-	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded:
-		return true
-	}
-	return false
+	return ef.open()
 }
 
 // subnetCommand parses the command line of a command whose one argument is SUBNET (its flags, ef's

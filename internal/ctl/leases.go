@@ -324,10 +324,7 @@ func runLeasesList(ctx context.Context, env *Env, fs *flag.FlagSet, args []strin
 	var ef etcdFlags
 	ef.register(fs)
 	out := outputFlag(fs)
-	if _, err := parse(env, fs, args); err != nil {
-		return err
-	}
-	s, err := ef.open()
+	s, err := openCommand(env, fs, &ef, args)
 	if err != nil {
 		return err
 	}

@@ -95,7 +95,7 @@ func (m *Manager) observe(err error) {
 		if m.reach.Swap(reachUp) == reachDown {
 			m.log.Info("etcd reachable again")
 		}
-	case unreachable(err):
+	case Unreachable(err):
 		if m.reach.Swap(reachDown) != reachDown {
 			m.log.Warn("etcd unreachable", "err", err)
 		}
@@ -106,13 +106,15 @@ func (m *Manager) observe(err error) {
 // unreachable (observe logs that once), else as a warning.
 func (m *Manager) logRetry(msg string, err error, args ...any) {
 	level := slog.LevelWarn
-	if unreachable(err) {
+	if Unreachable(err) {
 		level = slog.LevelDebug
 	}
 	m.log.Log(context.Background(), level, msg, append(args, "err", err)...)
 }
 
-func unreachable(err error) bool {
+// Unreachable reports whether err says etcd did not answer (no connection, no leader, a timeout),
+// as opposed to an answer that refused the request.
+func Unreachable(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrNoLeader) ||
 		errors.Is(err, rpctypes.ErrTimeout) || errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) ||
 		errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) {

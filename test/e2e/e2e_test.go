@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -17,10 +15,11 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/weft-net/weft/internal/lab"
+	"github.com/weft-net/weft/internal/labtest"
 	"github.com/weft-net/weft/subnet"
 )
 
-var binDir string
+var harness = &labtest.Harness{ModuleDir: "../..", Prefix: "we"}
 
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(actorEnv); spec != "" {
@@ -40,66 +39,17 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	binDir = dir
+	harness.BinDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-var labCount int
-
-// newLab starts a lab with n nodes, each with pods pods, removed when t ends.
-func newLab(t *testing.T, nodes, pods int) (*lab.Lab, []*lab.Node) {
+// newLab starts a lab whose nodes run weftd with the extra flags, each node with pods pods; it is
+// removed when t ends.
+func newLab(t *testing.T, nodes, pods int, extra ...string) (*lab.Lab, []*lab.Node) {
 	t.Helper()
-	labCount++
-	ctx := context.Background()
-	l, err := lab.Up(ctx, lab.Options{
-		Dir:      filepath.Join(t.TempDir(), "lab"),
-		Prefix:   fmt.Sprintf("we%d-%d-", os.Getpid()%100000, labCount),
-		BinDir:   binDir,
-		Conflist: "../../etc/10-weft.conflist",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpLogs(t, l)
-		}
-		if err := l.Down(); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
-	var ns []*lab.Node
-	for range nodes {
-		n, err := l.AddNode(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ns = append(ns, n)
-	}
-	for _, n := range ns {
-		if err := l.WaitReady(ctx, n, 60*time.Second); err != nil {
-			t.Fatal(err)
-		}
-		for range pods {
-			if _, err := l.AddPod(ctx, n); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return l, ns
-}
-
-func dumpLogs(t *testing.T, l *lab.Lab) {
-	for _, n := range l.State().Nodes {
-		data, _ := os.ReadFile(filepath.Join(n.Dir, "weftd.log"))
-		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-		if len(lines) > 40 {
-			lines = lines[len(lines)-40:]
-		}
-		t.Logf("%s weftd.log (tail):\n%s", n.Name, strings.Join(lines, "\n"))
-	}
+	return harness.Lab(t, nodes, pods, extra...)
 }
 
 func mustNS(t *testing.T, l *lab.Lab, name string) ns.NetNS {

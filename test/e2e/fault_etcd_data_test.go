@@ -51,14 +51,8 @@ func TestBadEtcdData(t *testing.T) {
 			free = s
 		}
 	}
-	mac1, err := l.VTEPMAC(n1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mac2, err := l.VTEPMAC(n2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mac1 := vtepMAC(t, l, n1)
+	mac2 := vtepMAC(t, l, n2)
 	pairs := []pingPair{podPair(t, l, pods[0], pods[1]), podPair(t, l, pods[1], pods[0]), nodePair(t, l, n1, pods[1])}
 	tr := startTraffic(t, pairs...)
 	w1 := watchEntries(l, []*lab.Node{n1}, s2, mac2, n2.IP)

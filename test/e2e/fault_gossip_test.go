@@ -39,14 +39,8 @@ func gossipFaults(t *testing.T, churners int, churnFor time.Duration) {
 	n1, n2 := nodes[0], nodes[1]
 	pods := l.State().Pods
 	s1, s2 := env(t, l, n1).Subnet, env(t, l, n2).Subnet
-	mac1, err := l.VTEPMAC(n1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mac2, err := l.VTEPMAC(n2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mac1 := vtepMAC(t, l, n1)
+	mac2 := vtepMAC(t, l, n2)
 	outNS, outIP, err := l.AddOutsideHost()
 	if err != nil {
 		t.Fatal(err)

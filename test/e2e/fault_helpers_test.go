@@ -16,6 +16,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/coreos/go-iptables/iptables"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/weft-net/weft/internal/lab"
 )
 
@@ -25,32 +27,6 @@ func requireSoak(t *testing.T) {
 	if os.Getenv("WEFT_SOAK") == "" {
 		t.Skip("skipped: soak test, run with WEFT_SOAK=1 (make soak)")
 	}
-}
-
-// labWith starts a lab whose nodes run weftd with extra flags, each node with pods pods.
-func labWith(t *testing.T, nodes, pods int, extra ...string) (*lab.Lab, []*lab.Node) {
-	t.Helper()
-	l, _ := newLab(t, 0, 0)
-	ctx := context.Background()
-	var out []*lab.Node
-	for range nodes {
-		n, err := l.AddNode(ctx, extra...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, n)
-	}
-	for _, n := range out {
-		if err := l.WaitReady(ctx, n, 60*time.Second); err != nil {
-			t.Fatal(err)
-		}
-		for range pods {
-			if _, err := l.AddPod(ctx, n); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return l, out
 }
 
 // pingPair is one direction of traffic that startTraffic measures.
@@ -377,8 +353,18 @@ func checkEntries(t *testing.T, w *entryWatch, what string) {
 	}
 }
 
-// etcdPut writes key in the lab's etcd.
-func etcdPut(t *testing.T, l *lab.Lab, key, value string) {
+// vtepMAC returns the VTEP MAC of node n's device.
+func vtepMAC(t *testing.T, l *lab.Lab, n *lab.Node) net.HardwareAddr {
+	t.Helper()
+	mac, err := l.VTEPMAC(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mac
+}
+
+// withEtcd runs fn with a client of the lab's etcd and a 10 s deadline, failing the test on error.
+func withEtcd(t *testing.T, l *lab.Lab, fn func(ctx context.Context, cli *clientv3.Client) error) {
 	t.Helper()
 	cli, err := l.EtcdClient()
 	if err != nil {
@@ -387,44 +373,41 @@ func etcdPut(t *testing.T, l *lab.Lab, key, value string) {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := cli.Put(ctx, key, value); err != nil {
+	if err := fn(ctx, cli); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// etcdPut writes key in the lab's etcd.
+func etcdPut(t *testing.T, l *lab.Lab, key, value string) {
+	t.Helper()
+	withEtcd(t, l, func(ctx context.Context, cli *clientv3.Client) error {
+		_, err := cli.Put(ctx, key, value)
+		return err
+	})
 }
 
 // etcdDelete deletes key from the lab's etcd.
 func etcdDelete(t *testing.T, l *lab.Lab, key string) {
 	t.Helper()
-	cli, err := l.EtcdClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := cli.Delete(ctx, key); err != nil {
-		t.Fatal(err)
-	}
+	withEtcd(t, l, func(ctx context.Context, cli *clientv3.Client) error {
+		_, err := cli.Delete(ctx, key)
+		return err
+	})
 }
 
 // etcdGet reads key from the lab's etcd ("" when absent).
 func etcdGet(t *testing.T, l *lab.Lab, key string) string {
 	t.Helper()
-	cli, err := l.EtcdClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := cli.Get(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.Kvs) == 0 {
-		return ""
-	}
-	return string(resp.Kvs[0].Value)
+	var v string
+	withEtcd(t, l, func(ctx context.Context, cli *clientv3.Client) error {
+		resp, err := cli.Get(ctx, key)
+		if err == nil && len(resp.Kvs) > 0 {
+			v = string(resp.Kvs[0].Value)
+		}
+		return err
+	})
+	return v
 }
 
 const (

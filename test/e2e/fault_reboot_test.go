@@ -36,10 +36,7 @@ func nodeReboot(t *testing.T, rounds int) {
 	n1, peers := nodes[0], nodes[1:]
 	pods := l.State().Pods
 	s1 := env(t, l, n1).Subnet
-	derived, err := l.VTEPMAC(n1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	derived := vtepMAC(t, l, n1)
 	rules := weftRules(t, l, n1)
 	// pod2→pod3 does not involve node1 and must never lose a ping.
 	pairs := func() []pingPair {
@@ -80,10 +77,7 @@ func nodeReboot(t *testing.T, rounds int) {
 			}
 			for _, p := range peers {
 				ps := env(t, l, p).Subnet
-				mac, err := l.VTEPMAC(p)
-				if err != nil {
-					t.Fatal(err)
-				}
+				mac := vtepMAC(t, l, p)
 				if st, err := l.Peer(n1, ps); err != nil || !st.Complete(mac, p.IP) {
 					t.Errorf("node1's entries for %s after reboot: %v (%v)", p.Name, st, err)
 				}

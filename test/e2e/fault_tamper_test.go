@@ -29,18 +29,12 @@ func TestSoakTampering(t *testing.T) {
 }
 
 func tampering(t *testing.T, rounds int) {
-	l, nodes := labWith(t, 2, 1, "-rules-interval", rulesInterval.String())
+	l, nodes := newLab(t, 2, 1, "-rules-interval", rulesInterval.String())
 	n1, n2 := nodes[0], nodes[1]
 	pods := l.State().Pods
 	s1, s2 := env(t, l, n1).Subnet, env(t, l, n2).Subnet
-	mac1, err := l.VTEPMAC(n1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mac2, err := l.VTEPMAC(n2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mac1 := vtepMAC(t, l, n1)
+	mac2 := vtepMAC(t, l, n2)
 	rules := weftRules(t, l, n1)
 	network := env(t, l, n1).Network.String()
 
