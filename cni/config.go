@@ -13,13 +13,14 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/utils"
 	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/weft-net/weft/subnet"
 )
 
 // Defaults of the plugin's own config fields.
 const (
-	DefaultBridge     = "weft0"
-	DefaultSubnetFile = "/run/weft/subnet.env"
-	DefaultDataDir    = "/var/lib/weft/ipam"
+	DefaultBridge  = "weft0"
+	DefaultDataDir = "/var/lib/weft/ipam"
 )
 
 // MTU bounds of the "mtu" field: the IPv4 minimum a pod link must carry and the largest jumbo frame.
@@ -65,7 +66,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Bridge:      DefaultBridge,
-		SubnetFile:  DefaultSubnetFile,
+		SubnetFile:  subnet.DefaultEnvFile,
 		DataDir:     DefaultDataDir,
 		HairpinMode: true,
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weft-net/weft/cni"
+	"github.com/weft-net/weft/subnet"
 )
 
 // TestVersion execs the binary with nothing but CNI_COMMAND=VERSION, as podman probes it.
@@ -395,7 +396,7 @@ func TestShippedConflist(t *testing.T) {
 	if err != nil {
 		t.Fatalf("weft entry: %v", err)
 	}
-	if c.Bridge != cni.DefaultBridge || c.SubnetFile != cni.DefaultSubnetFile || c.DataDir != cni.DefaultDataDir || c.MTU != 0 || !c.HairpinMode {
+	if c.Bridge != cni.DefaultBridge || c.SubnetFile != subnet.DefaultEnvFile || c.DataDir != cni.DefaultDataDir || c.MTU != 0 || !c.HairpinMode {
 		t.Errorf("weft entry does not use the defaults: %+v", c)
 	}
 }

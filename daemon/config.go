@@ -11,8 +11,12 @@ import (
 	"strings"
 	"time"
 
+	weftetcd "github.com/weft-net/weft/subnet/etcd"
+
 	"github.com/weft-net/weft/internal/etcdclient"
 	"github.com/weft-net/weft/internal/flagenv"
+	"github.com/weft-net/weft/internal/nodeapi"
+	"github.com/weft-net/weft/subnet"
 )
 
 // ErrUsage marks invalid flags or flag values; weftd exits with code 2 on it.
@@ -53,11 +57,7 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultEtcdPrefix = "/weft/network"
-	DefaultSubnetFile = "/run/weft/subnet.env"
-	DefaultStateDir   = "/var/lib/weft"
-	DefaultHealthAddr = "127.0.0.1:9476"
-	DefaultGossipPort = 7946
+	DefaultStateDir = "/var/lib/weft"
 )
 
 // ParseFlags parses weftd's command line and WEFT_* environment. Any error wraps ErrUsage and names
@@ -68,7 +68,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (*C
 	fs.SetOutput(stderr)
 	var publicIP, gossipBind, join, logLevel string
 	c.Etcd.RegisterFlags(fs)
-	fs.StringVar(&c.EtcdPrefix, "etcd-prefix", DefaultEtcdPrefix, "etcd key prefix; /coreos.com/network shares a flannel cluster's config and leases")
+	fs.StringVar(&c.EtcdPrefix, "etcd-prefix", weftetcd.DefaultPrefix, "etcd key prefix; "+weftetcd.FlannelPrefix+" shares a flannel cluster's config and leases")
 	fs.StringVar(&c.NodeName, "node-name", "", "node name (default: the host name)")
 	fs.StringVar(&c.Iface, "iface", "", "underlay interface (default: the interface of the default route)")
 	fs.StringVar(&publicIP, "public-ip", "", "underlay IPv4 address peers tunnel to (default: the first address of -iface)")
@@ -76,10 +76,10 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (*C
 	fs.StringVar(&c.GossipKeyFile, "gossip-key-file", "", "gossip keyring file: one base64 AES key per line, the first is primary")
 	fs.StringVar(&c.GossipLabel, "gossip-label", "weft", "gossip cluster label; nodes with another label are ignored")
 	fs.StringVar(&join, "join", "", "comma-separated static gossip addresses to join, besides those in etcd")
-	fs.StringVar(&c.SubnetFile, "subnet-file", DefaultSubnetFile, "subnet.env file written for the CNI plugin")
+	fs.StringVar(&c.SubnetFile, "subnet-file", subnet.DefaultEnvFile, "subnet.env file written for the CNI plugin")
 	fs.StringVar(&c.StateDir, "state-dir", DefaultStateDir, "directory for local state (lease, VTEP MAC)")
 	fs.BoolVar(&c.IPMasq, "ip-masq", true, "masquerade traffic from pods to outside the pod network")
-	fs.StringVar(&c.HealthAddr, "health-addr", DefaultHealthAddr, "listen address for /healthz, /readyz, /metrics and /debug/peers; empty disables")
+	fs.StringVar(&c.HealthAddr, "health-addr", nodeapi.DefaultHealthAddr, "listen address for /healthz, /readyz, /metrics and /debug/peers; empty disables")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 24*time.Hour, "etcd lease TTL of the node's subnet")
 	fs.DurationVar(&c.ResyncInterval, "resync-interval", 30*time.Second, "full kernel-state resync period")
 	fs.DurationVar(&c.RulesInterval, "rules-interval", 10*time.Second, "iptables rules check period")
@@ -164,9 +164,6 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
-
-// FlannelPrefix is flannel's etcd prefix: sharing it makes weft join a flannel cluster.
-const FlannelPrefix = "/coreos.com/network"
 
 // Logger builds the daemon's logger from the config.
 func (c *Config) Logger(w io.Writer) *slog.Logger {

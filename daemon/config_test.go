@@ -8,7 +8,11 @@ import (
 	"testing"
 	"time"
 
+	weftetcd "github.com/weft-net/weft/subnet/etcd"
+
 	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/internal/nodeapi"
+	"github.com/weft-net/weft/subnet"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -20,7 +24,7 @@ func TestParseFlags(t *testing.T) {
 	if len(c.Etcd.Endpoints) != 2 || c.IPMasq || c.NodeName != "n1" || c.PublicIP.String() != "192.0.2.7" || c.LeaseTTL != time.Hour {
 		t.Errorf("parsed %+v", c)
 	}
-	if c.EtcdPrefix != DefaultEtcdPrefix || c.SubnetFile != DefaultSubnetFile || c.StateDir != DefaultStateDir || c.HealthAddr != DefaultHealthAddr {
+	if c.EtcdPrefix != weftetcd.DefaultPrefix || c.SubnetFile != subnet.DefaultEnvFile || c.StateDir != DefaultStateDir || c.HealthAddr != nodeapi.DefaultHealthAddr {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 }

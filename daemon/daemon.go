@@ -22,6 +22,7 @@ import (
 	"github.com/weft-net/weft/backend"
 	"github.com/weft-net/weft/gossip"
 	"github.com/weft-net/weft/internal/etcdclient"
+	"github.com/weft-net/weft/peerview"
 	"github.com/weft-net/weft/subnet"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
 	"github.com/weft-net/weft/vxlan"
@@ -39,7 +40,7 @@ type Daemon struct {
 	mgr     *weftetcd.Manager
 	netCfg  *subnet.Config
 	be      *vxlan.Backend
-	view    *gossip.View
+	view    *peerview.View
 	member  *gossip.Member
 	rules   *Rules
 	prober  *prober
@@ -100,7 +101,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	}
 	gossipAddr := cfg.GossipBind
 	if !gossipAddr.IsValid() {
-		gossipAddr = netip.AddrPortFrom(ul.publicIP, DefaultGossipPort)
+		gossipAddr = netip.AddrPortFrom(ul.publicIP, gossip.DefaultBindPort)
 	}
 	d.attrs = subnet.LeaseAttrs{
 		PublicIP: ul.publicIP, BackendType: subnet.BackendVXLAN, VNI: d.netCfg.Backend.VNI, VtepMAC: mac,
@@ -141,8 +142,8 @@ func (d *Daemon) run(ctx context.Context) error {
 		return err
 	}
 	// 6. Gossip and the peer view.
-	if d.view, err = gossip.NewView(gossip.ViewConfig{
-		LocalNode: cfg.NodeName, Quiet: gossip.DefaultQuiet, MaxDelay: gossip.DefaultMaxDelay, Logger: d.log,
+	if d.view, err = peerview.NewView(peerview.ViewConfig{
+		LocalNode: cfg.NodeName, Quiet: peerview.DefaultQuiet, MaxDelay: peerview.DefaultMaxDelay, Logger: d.log,
 	}, d.program); err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/weft-net/weft/internal/lab"
 	"github.com/weft-net/weft/internal/labtest"
+	"github.com/weft-net/weft/internal/nodeapi"
 	"github.com/weft-net/weft/internal/nstest"
 	"github.com/weft-net/weft/subnet"
 )
@@ -51,7 +52,7 @@ func get(t *testing.T, l *lab.Lab, node *lab.Node, path string) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, body, err := lab.HTTPGet(context.Background(), n, "http://"+DefaultHealthAddr+path)
+	code, body, err := lab.HTTPGet(context.Background(), n, "http://"+nodeapi.DefaultHealthAddr+path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,7 @@ func TestTwoNodes(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		for _, c := range [][2]string{{"nat", ChainMasq}, {"filter", ChainForward}} {
+		for _, c := range [][2]string{{"nat", nodeapi.ChainMasq}, {"filter", nodeapi.ChainForward}} {
 			if ok, err := ipt.ChainExists(c[0], c[1]); err != nil || !ok {
 				return fmt.Errorf("chain %s/%s missing (%v)", c[0], c[1], err)
 			}

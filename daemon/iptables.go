@@ -11,13 +11,11 @@ import (
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
+
+	"github.com/weft-net/weft/internal/nodeapi"
 )
 
-// Chains weft owns, jumped to from the built-in chains.
 const (
-	ChainMasq    = "WEFT-POSTRTG"
-	ChainForward = "WEFT-FWD"
-
 	commentMasq    = "weft masq"
 	commentForward = "weft forward"
 	// kubeProxyMark is the mark kube-proxy sets on traffic it masquerades itself.
@@ -72,7 +70,7 @@ func (r *Rules) masqChain() chainSpec {
 		return slices.Concat(args[:i], c, args[i:])
 	}
 	return chainSpec{
-		table: "nat", chain: ChainMasq, parent: "POSTROUTING", comment: commentMasq,
+		table: "nat", chain: nodeapi.ChainMasq, parent: "POSTROUTING", comment: commentMasq,
 		rules: [][]string{
 			rule("-m", "mark", "--mark", kubeProxyMark, "-j", "RETURN"),
 			rule("-s", s, "-d", n, "-j", "RETURN"),
@@ -87,7 +85,7 @@ func (r *Rules) masqChain() chainSpec {
 func (r *Rules) forwardChain() chainSpec {
 	n, c := r.network.String(), []string{"-m", "comment", "--comment", commentForward}
 	return chainSpec{
-		table: "filter", chain: ChainForward, parent: "FORWARD", comment: commentForward,
+		table: "filter", chain: nodeapi.ChainForward, parent: "FORWARD", comment: commentForward,
 		rules: [][]string{
 			slices.Concat([]string{"-s", n}, c, []string{"-j", "ACCEPT"}),
 			slices.Concat([]string{"-d", n}, c, []string{"-j", "ACCEPT"}),

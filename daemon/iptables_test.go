@@ -10,6 +10,7 @@ import (
 
 	"github.com/coreos/go-iptables/iptables"
 
+	"github.com/weft-net/weft/internal/nodeapi"
 	"github.com/weft-net/weft/internal/nstest"
 )
 
@@ -23,7 +24,7 @@ var (
 func renderRules(t *testing.T, ipt *iptables.IPTables) string {
 	t.Helper()
 	var b strings.Builder
-	for _, tc := range [][2]string{{"filter", "FORWARD"}, {"filter", ChainForward}, {"nat", "POSTROUTING"}, {"nat", ChainMasq}} {
+	for _, tc := range [][2]string{{"filter", "FORWARD"}, {"filter", nodeapi.ChainForward}, {"nat", "POSTROUTING"}, {"nat", nodeapi.ChainMasq}} {
 		ok, err := ipt.ChainExists(tc[0], tc[1])
 		if err != nil {
 			t.Fatal(err)
@@ -93,15 +94,15 @@ func TestRules(t *testing.T) {
 					{"first ensure", nil, r, wantRules},
 					{"idempotent", nil, r, wantRules},
 					{"rule deleted", func() error {
-						return ipt.Delete("nat", ChainMasq, "-s", "10.244.0.0/16", "-d", "10.244.31.0/24", "-m", "comment", "--comment", "weft masq", "-j", "RETURN")
+						return ipt.Delete("nat", nodeapi.ChainMasq, "-s", "10.244.0.0/16", "-d", "10.244.31.0/24", "-m", "comment", "--comment", "weft masq", "-j", "RETURN")
 					}, r, wantRules},
 					{"foreign rule added to our chain", func() error {
-						return ipt.Insert("nat", ChainMasq, 1, "-j", "ACCEPT")
+						return ipt.Insert("nat", nodeapi.ChainMasq, 1, "-j", "ACCEPT")
 					}, r, wantRules},
 					{"jump deleted", func() error {
-						return ipt.Delete("filter", "FORWARD", "-m", "comment", "--comment", "weft forward", "-j", ChainForward)
+						return ipt.Delete("filter", "FORWARD", "-m", "comment", "--comment", "weft forward", "-j", nodeapi.ChainForward)
 					}, r, wantRules},
-					{"chain flushed", func() error { return ipt.ClearChain("filter", ChainForward) }, r, wantRules},
+					{"chain flushed", func() error { return ipt.ClearChain("filter", nodeapi.ChainForward) }, r, wantRules},
 					{"masq off", nil, NewRules(ipt, testNetwork, testSubnet, false, discard), wantForwardOnly},
 					{"masq on again", nil, r, wantRules},
 				}

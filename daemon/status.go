@@ -1,10 +1,6 @@
 package daemon
 
-import (
-	"time"
-
-	"github.com/weft-net/weft/gossip"
-)
+import "github.com/weft-net/weft/internal/nodeapi"
 
 func boolFloat(b bool) float64 {
 	if b {
@@ -39,46 +35,22 @@ func (d *Daemon) gauges() gauges {
 	}
 }
 
-// DebugPeer is one peer in /debug/peers: the view's detail plus the data-plane probe.
-type DebugPeer struct {
-	gossip.PeerDetail
-	Probe *DebugProbe `json:"probe,omitempty"`
-}
-
-// DebugProbe is the last data-plane probe of a peer's VTEP address.
-type DebugProbe struct {
-	Reachable bool      `json:"reachable"`
-	RTT       string    `json:"rtt,omitempty"`
-	At        time.Time `json:"at"`
-}
-
-// DebugPeers is the /debug/peers document that weftctl reads.
-type DebugPeers struct {
-	Node    string                `json:"node"`
-	Subnet  string                `json:"subnet,omitempty"`
-	Ready   bool                  `json:"ready"`
-	EtcdUp  bool                  `json:"etcdUp"`
-	Peers   []DebugPeer           `json:"peers"`
-	Members []gossip.MemberDetail `json:"members"`
-}
-
 // debugPeers renders /debug/peers for weftctl: per peer, the etcd and gossip views and the probe.
 func (d *Daemon) debugPeers() any {
 	snap := d.view.Snapshot()
 	probes := d.prober.results()
-	out := DebugPeers{Node: d.cfg.NodeName, Ready: d.ready() == nil, EtcdUp: d.mgr.EtcdUp(), Members: snap.Members}
+	out := nodeapi.Peers{Node: d.cfg.NodeName, Ready: d.ready() == nil, EtcdUp: d.mgr.EtcdUp(), Members: snap.Members}
 	if l := d.lease.Load(); l != nil {
 		out.Subnet = l.Subnet.String()
 	}
 	for _, p := range snap.Peers {
-		dp := DebugPeer{PeerDetail: p}
 		if r, ok := probes[p.Name]; ok {
-			dp.Probe = &DebugProbe{Reachable: r.Reachable, At: r.At}
+			p.Probe = &nodeapi.Probe{Reachable: r.Reachable, At: r.At}
 			if r.Reachable {
-				dp.Probe.RTT = r.RTT.String()
+				p.Probe.RTT = r.RTT.String()
 			}
 		}
-		out.Peers = append(out.Peers, dp)
+		out.Peers = append(out.Peers, p)
 	}
 	return out
 }

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 
+	weftetcd "github.com/weft-net/weft/subnet/etcd"
+
 	"github.com/containernetworking/cni/libcni"
 	"sigs.k8s.io/yaml"
 
@@ -135,8 +137,8 @@ func TestConflist(t *testing.T) {
 		}
 	}
 	// The plugin reads the subnet file weftd writes by default.
-	if cni.DefaultSubnetFile != daemon.DefaultSubnetFile {
-		t.Errorf("the plugin reads %s, weftd writes %s", cni.DefaultSubnetFile, daemon.DefaultSubnetFile)
+	if subnet.DefaultEnvFile != subnet.DefaultEnvFile {
+		t.Errorf("the plugin reads %s, weftd writes %s", subnet.DefaultEnvFile, subnet.DefaultEnvFile)
 	}
 }
 
@@ -458,8 +460,8 @@ func TestManifest(t *testing.T) {
 		for _, p := range []string{path.Dir(cfg.SubnetFile), cfg.StateDir, cni.DefaultDataDir, "/run/xtables.lock"} {
 			pod.wantHostPath(t, weftd, p)
 		}
-		if cfg.SubnetFile != cni.DefaultSubnetFile {
-			t.Errorf("weftd writes %s, the conflist's plugin reads %s", cfg.SubnetFile, cni.DefaultSubnetFile)
+		if cfg.SubnetFile != subnet.DefaultEnvFile {
+			t.Errorf("weftd writes %s, the conflist's plugin reads %s", cfg.SubnetFile, subnet.DefaultEnvFile)
 		}
 		pod.wantSecretFile(t, weftd, cfg.Etcd.CAFile, "weft-etcd", "ca.crt")
 		pod.wantSecretFile(t, weftd, cfg.Etcd.CertFile, "weft-etcd", "tls.crt")
@@ -634,8 +636,8 @@ func TestSystemdUnit(t *testing.T) {
 	if want := "/var/lib/" + u.one(t, "Service", "StateDirectory"); cfg.StateDir != want {
 		t.Errorf("-state-dir=%s, want StateDirectory %s", cfg.StateDir, want)
 	}
-	if cfg.SubnetFile != cni.DefaultSubnetFile {
-		t.Errorf("weftd writes %s, the conflist's plugin reads %s", cfg.SubnetFile, cni.DefaultSubnetFile)
+	if cfg.SubnetFile != subnet.DefaultEnvFile {
+		t.Errorf("weftd writes %s, the conflist's plugin reads %s", cfg.SubnetFile, subnet.DefaultEnvFile)
 	}
 	if u.one(t, "Service", "ProtectSystem") != "strict" || !slices.Contains(u["Service"]["ReadWritePaths"], "-/run/xtables.lock") {
 		t.Error("want ProtectSystem=strict with /run/xtables.lock writable for iptables")
@@ -666,7 +668,7 @@ func TestEnvFile(t *testing.T) {
 	}
 	for _, env := range []map[string]string{active, all} {
 		cfg := parseWeftd(t, []string{"-node-name", "node-1"}, env)
-		if cfg.EtcdPrefix != daemon.DefaultEtcdPrefix || len(cfg.Etcd.Endpoints) != 3 || cfg.GossipKeyFile == "" {
+		if cfg.EtcdPrefix != weftetcd.DefaultPrefix || len(cfg.Etcd.Endpoints) != 3 || cfg.GossipKeyFile == "" {
 			t.Errorf("prefix %s, endpoints %q, gossip key file %q: not the sample's", cfg.EtcdPrefix, cfg.Etcd.Endpoints, cfg.GossipKeyFile)
 		}
 	}

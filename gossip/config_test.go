@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/weft-net/weft/internal/gossiptest"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -66,19 +68,11 @@ func TestConfigAdvertise(t *testing.T) {
 	}
 }
 
-// testKeys are 32-byte keys named by a letter, for readable test output.
-var testKeys = map[string][]byte{
-	"A": bytes.Repeat([]byte{'A'}, 32),
-	"B": bytes.Repeat([]byte{'B'}, 32),
-	"C": bytes.Repeat([]byte{'C'}, 32),
-	"D": bytes.Repeat([]byte{'D'}, 16),
-}
-
 func keyNames(keys [][]byte) string {
 	var names []string
 	for _, k := range keys {
 		name := "?"
-		for n, tk := range testKeys {
+		for n, tk := range gossiptest.Keys {
 			if bytes.Equal(k, tk) {
 				name = n
 			}
@@ -86,28 +80,6 @@ func keyNames(keys [][]byte) string {
 		names = append(names, name)
 	}
 	return strings.Join(names, ",")
-}
-
-func keyLines(names string) string {
-	var b strings.Builder
-	for _, n := range strings.Split(names, ",") {
-		b.WriteString(base64.StdEncoding.EncodeToString(testKeys[n]) + "\n")
-	}
-	return b.String()
-}
-
-func writeFile(t testing.TB, path, content string, mode os.FileMode) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), mode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestReadKeyFile(t *testing.T) {
@@ -120,19 +92,19 @@ func TestReadKeyFile(t *testing.T) {
 		loose   bool
 		err     string
 	}{
-		{"one key", keyLines("A"), 0o600, "A", false, ""},
-		{"primary first, comments", "# rotated 2025-08\n\n" + keyLines("B,A") + "  \n", 0o600, "B,A", false, ""},
-		{"aes-128", keyLines("D"), 0o400, "D", false, ""},
-		{"world readable", keyLines("A"), 0o644, "A", true, ""},
+		{"one key", gossiptest.KeyLines("A"), 0o600, "A", false, ""},
+		{"primary first, comments", "# rotated 2025-08\n\n" + gossiptest.KeyLines("B,A") + "  \n", 0o600, "B,A", false, ""},
+		{"aes-128", gossiptest.KeyLines("D"), 0o400, "D", false, ""},
+		{"world readable", gossiptest.KeyLines("A"), 0o644, "A", true, ""},
 		{"empty", "# nothing\n\n", 0o600, "", false, "no key"},
-		{"not base64", keyLines("A") + "not*base64\n", 0o600, "", false, "line 2: not base64"},
-		{"wrong size", keyLines("A") + base64.StdEncoding.EncodeToString([]byte("short")) + "\n", 0o600, "", false, "line 2: key is 5 bytes, want 16, 24 or 32"},
-		{"duplicate", keyLines("A,B,A"), 0o600, "", false, "line 3: duplicate key"},
+		{"not base64", gossiptest.KeyLines("A") + "not*base64\n", 0o600, "", false, "line 2: not base64"},
+		{"wrong size", gossiptest.KeyLines("A") + base64.StdEncoding.EncodeToString([]byte("short")) + "\n", 0o600, "", false, "line 2: key is 5 bytes, want 16, 24 or 32"},
+		{"duplicate", gossiptest.KeyLines("A,B,A"), 0o600, "", false, "line 3: duplicate key"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.Repeat("k", i+1))
-			writeFile(t, path, tt.content, tt.mode)
+			gossiptest.WriteFile(t, path, tt.content, tt.mode)
 			keys, loose, err := readKeyFile(path)
 			if tt.err != "" {
 				if !errors.Is(err, ErrInvalidKeyFile) || !strings.Contains(err.Error(), tt.err) || !strings.Contains(err.Error(), path) {
@@ -173,7 +145,7 @@ func TestRotateKeyring(t *testing.T) {
 		t.Run(tt.ring+"→"+tt.file, func(t *testing.T) {
 			var ring [][]byte
 			for _, n := range strings.Split(tt.ring, ",") {
-				ring = append(ring, testKeys[n])
+				ring = append(ring, gossiptest.Keys[n])
 			}
 			kr, err := memberlist.NewKeyring(ring, ring[0])
 			if err != nil {
@@ -181,7 +153,7 @@ func TestRotateKeyring(t *testing.T) {
 			}
 			var file [][]byte
 			for _, n := range strings.Split(tt.file, ",") {
-				file = append(file, testKeys[n])
+				file = append(file, gossiptest.Keys[n])
 			}
 			if err := rotateKeyring(kr, file); err != nil {
 				t.Fatal(err)

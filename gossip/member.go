@@ -362,7 +362,7 @@ func (m *Member) ReloadKeys() error {
 		return err
 	}
 	m.keyReloads.Add(1)
-	m.log.Info("gossip keys reloaded", "keys", len(keys), "primary", keyID(keys[0]))
+	m.log.Info("gossip keys reloaded", "keys", len(keys), "primary", KeyID(keys[0]))
 	return nil
 }
 
@@ -373,7 +373,8 @@ func (m *Member) keyCount() int {
 	return len(m.keyring.GetKeys())
 }
 
-func keyID(k []byte) string {
+// KeyID identifies a key in logs and stats: the first 8 hex digits of its SHA-256.
+func KeyID(k []byte) string {
 	sum := sha256.Sum256(k)
 	return hex.EncodeToString(sum[:4])
 }
@@ -391,7 +392,7 @@ func (m *Member) Stats() MemberStats {
 		Keys:         m.keyCount(),
 	}
 	if m.keyring != nil {
-		s.PrimaryKeyID = keyID(m.keyring.GetPrimaryKey())
+		s.PrimaryKeyID = KeyID(m.keyring.GetPrimaryKey())
 	}
 	if ml != nil {
 		s.Members = ml.NumMembers()

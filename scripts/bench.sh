@@ -18,5 +18,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get install -y -q "${missing[@]}" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
 fi
-go build -o bin/weft-bench ./bench/cmd/weft-bench
+go build -o bin/weft-bench ./cmd/weft-bench
 exec ./bin/weft-bench -bin-dir bin -conflist etc/10-weft.conflist -out "$out" "$@"

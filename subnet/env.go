@@ -27,6 +27,10 @@ type Env struct {
 	Ready bool
 }
 
+// DefaultEnvFile is where weftd writes subnet.env and the CNI plugin reads it, as flannel's
+// /run/flannel/subnet.env.
+const DefaultEnvFile = "/run/weft/subnet.env"
+
 // Env file keys.
 const (
 	EnvNetwork = "FLANNEL_NETWORK"

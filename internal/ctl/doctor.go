@@ -16,8 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/weft-net/weft/daemon"
-	"github.com/weft-net/weft/gossip"
+	"github.com/weft-net/weft/internal/nodeapi"
 	"github.com/weft-net/weft/subnet"
 	"github.com/weft-net/weft/vxlan"
 )
@@ -72,9 +71,9 @@ func runDoctor(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "doctor", "[flags]")
 	d := &doctor{env: env}
 	d.ef.register(fs)
-	fs.StringVar(&d.subnetFile, "subnet-file", daemon.DefaultSubnetFile, "the subnet.env weftd writes (its -subnet-file)")
+	fs.StringVar(&d.subnetFile, "subnet-file", subnet.DefaultEnvFile, "the subnet.env weftd writes (its -subnet-file)")
 	fs.StringVar(&d.device, "device", "", "the VXLAN device (weftd's -device; default weft.<VNI> of the network config)")
-	fs.StringVar(&d.healthAddr, "health-addr", daemon.DefaultHealthAddr, "weftd's health address (its -health-addr)")
+	fs.StringVar(&d.healthAddr, "health-addr", nodeapi.DefaultHealthAddr, "weftd's health address (its -health-addr)")
 	out := outputFlag(fs)
 	if _, err := parse(env, fs, args); err != nil {
 		return err
@@ -552,9 +551,9 @@ func (d *doctor) checkRules() {
 		}
 		ipt = t
 	}
-	chains := [][3]string{{"filter", "FORWARD", daemon.ChainForward}}
+	chains := [][3]string{{"filter", "FORWARD", nodeapi.ChainForward}}
 	if d.senv == nil || d.senv.IPMasq {
-		chains = append(chains, [3]string{"nat", "POSTROUTING", daemon.ChainMasq})
+		chains = append(chains, [3]string{"nat", "POSTROUTING", nodeapi.ChainMasq})
 	}
 	const fix = "weftd restores its chains every -rules-interval (10s by default); if they keep vanishing, another tool " +
 		"(firewalld, a script flushing the tables) removes them"
@@ -610,7 +609,7 @@ func (d *doctor) checkGossip() {
 			problems++
 			d.problem(check, "weft node without a gossip member: its liveness and newer attributes are unknown",
 				"check that TCP and UDP 7946 pass between the nodes and that both run with the same gossip key and -gossip-label")
-		case p.Gossip != nil && p.Gossip.Status != gossip.StatusAlive:
+		case p.Gossip != nil && p.Gossip.Status != nodeapi.MemberAlive:
 			problems++
 			d.problem(check, fmt.Sprintf("gossip member %s: the node is down or cut off; its routes stay until its lease expires", p.Gossip.Status),
 				fmt.Sprintf("if %s is gone for good, free its subnet: weftctl leases reclaim %s; else check weftd on %s", p.Name, p.Subnet, p.Name))
@@ -623,10 +622,10 @@ func (d *doctor) checkGossip() {
 	}
 	alive := 0
 	for _, m := range d.dp.Members {
-		if m.Status == gossip.StatusAlive {
+		if m.Status == nodeapi.MemberAlive {
 			alive++
 		}
-		if m.Claim == gossip.ClaimRejected {
+		if m.Claim == nodeapi.ClaimRejected {
 			problems++
 			d.problem("gossip "+m.Name, fmt.Sprintf("claim of %s rejected: %s", m.Subnet, m.Reason),
 				"the member claims a subnet etcd does not give it: restart weftd on "+m.Name)

@@ -9,15 +9,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/weft-net/weft/daemon"
-	"github.com/weft-net/weft/gossip"
+	"github.com/weft-net/weft/internal/nodeapi"
 )
 
 // weftd's /debug/peers document.
 type (
-	debugPeers = daemon.DebugPeers
-	debugPeer  = daemon.DebugPeer
-	debugProbe = daemon.DebugProbe
+	debugPeers = nodeapi.Peers
+	debugPeer  = nodeapi.Peer
+	debugProbe = nodeapi.Probe
 )
 
 // healthTimeout bounds each request to weftd's health server.
@@ -82,7 +81,7 @@ func peerIssues(p *debugPeer) []string {
 		out = append(out, "no gossip member for this weft node")
 	case g == nil:
 	default:
-		if g.Status != gossip.StatusAlive {
+		if g.Status != nodeapi.MemberAlive {
 			out = append(out, "gossip member "+string(g.Status))
 		}
 		if g.NodeName != p.Etcd.NodeName {
@@ -120,7 +119,7 @@ func ago(t, now time.Time) string {
 
 func runPeers(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "peers", "[flags]")
-	healthAddr := fs.String("health-addr", daemon.DefaultHealthAddr, "weftd's health address (its -health-addr)")
+	healthAddr := fs.String("health-addr", nodeapi.DefaultHealthAddr, "weftd's health address (its -health-addr)")
 	out := outputFlag(fs)
 	if _, err := parse(env, fs, args); err != nil {
 		return err
@@ -157,7 +156,7 @@ func writePeers(w io.Writer, dp *debugPeers, wide bool, now time.Time) error {
 	}
 	alive := 0
 	for _, m := range dp.Members {
-		if m.Status == gossip.StatusAlive {
+		if m.Status == nodeapi.MemberAlive {
 			alive++
 		}
 	}
@@ -203,7 +202,7 @@ func writePeers(w io.Writer, dp *debugPeers, wide bool, now time.Time) error {
 				sn = m.Subnet.String()
 			}
 			claim := string(m.Claim)
-			if m.Claim == gossip.ClaimRejected {
+			if m.Claim == nodeapi.ClaimRejected {
 				claim += " (!)"
 				rejected++
 			}

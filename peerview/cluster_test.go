@@ -1,4 +1,4 @@
-package gossip
+package peerview
 
 import (
 	"context"
@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/gossip"
+	"github.com/weft-net/weft/internal/gossiptest"
+	"github.com/weft-net/weft/internal/nodeapi"
 	"github.com/weft-net/weft/subnet"
 )
 
@@ -60,13 +63,13 @@ type testCluster struct {
 	leases []subnet.Lease
 	nodes  []*testNode
 	// tweak adjusts each node's config before it starts.
-	tweak func(*Config)
+	tweak func(*gossip.Config)
 	// observe, when set (under mu), sees every member event of every node, before its view.
-	observe func(node string, s MemberState)
+	observe func(node string, s gossip.MemberState)
 }
 
 // setObserver sets or, with nil, clears the cluster-wide member event hook.
-func (c *testCluster) setObserver(f func(node string, s MemberState)) {
+func (c *testCluster) setObserver(f func(node string, s gossip.MemberState)) {
 	c.mu.Lock()
 	c.observe = f
 	c.mu.Unlock()
@@ -75,8 +78,8 @@ func (c *testCluster) setObserver(f func(node string, s MemberState)) {
 type testNode struct {
 	name   string
 	idx    int
-	cfg    Config
-	member *Member
+	cfg    gossip.Config
+	member *gossip.Member
 	view   *View
 	rec    *sinkRecorder
 	lease  subnet.Lease
@@ -92,8 +95,8 @@ func newTestCluster(t testing.TB) *testCluster {
 
 // testConfig is DefaultConfig on loopback with a fast join retry and a short dead node reclaim
 // time (for the test that brings a failed node back at a new address).
-func (c *testCluster) testConfig(name string) Config {
-	cfg := DefaultConfig()
+func (c *testCluster) testConfig(name string) gossip.Config {
+	cfg := gossip.DefaultConfig()
 	cfg.NodeName = name
 	cfg.BindAddr = netip.MustParseAddr("127.0.0.1")
 	cfg.BindPort = freePort(c.t)
@@ -107,13 +110,13 @@ func (c *testCluster) testConfig(name string) Config {
 // writeKeys writes a key file with the named test keys and returns its path.
 func (c *testCluster) writeKeys(file, names string) string {
 	path := filepath.Join(c.dir, file)
-	writeFile(c.t, path, keyLines(names), 0o600)
+	gossiptest.WriteFile(c.t, path, gossiptest.KeyLines(names), 0o600)
 	return path
 }
 
-type observerFunc func(MemberState)
+type observerFunc func(gossip.MemberState)
 
-func (f observerFunc) ObserveMember(s MemberState) { f(s) }
+func (f observerFunc) ObserveMember(s gossip.MemberState) { f(s) }
 
 // start runs a new node with the given key file ("" for none) and returns it; the node's lease is
 // added to every view. It does not wait for the node to join.
@@ -154,7 +157,7 @@ func (c *testCluster) launch(name, keyFile string, idx int, publish bool) *testN
 		c.t.Fatal(err)
 	}
 	n.view.SetLocalSubnet(n.lease.Subnet)
-	obs := observerFunc(func(s MemberState) {
+	obs := observerFunc(func(s gossip.MemberState) {
 		c.mu.Lock()
 		f := c.observe
 		c.mu.Unlock()
@@ -163,7 +166,7 @@ func (c *testCluster) launch(name, keyFile string, idx int, publish bool) *testN
 		}
 		n.view.ObserveMember(s)
 	})
-	if n.member, err = NewMember(cfg, obs); err != nil {
+	if n.member, err = gossip.NewMember(cfg, obs); err != nil {
 		c.t.Fatal(err)
 	}
 	if err := n.member.SetMeta(n.meta()); err != nil {
@@ -193,9 +196,9 @@ func (c *testCluster) launch(name, keyFile string, idx int, publish bool) *testN
 }
 
 // meta is the node's meta as its lease describes it.
-func (n *testNode) meta() Meta {
+func (n *testNode) meta() gossip.Meta {
 	a := n.lease.Attrs
-	return Meta{NodeName: n.name, Subnet: n.lease.Subnet, PublicIP: a.PublicIP, VtepMAC: a.VtepMAC, VNI: a.VNI, AttrVersion: a.AttrVersion}
+	return gossip.Meta{NodeName: n.name, Subnet: n.lease.Subnet, PublicIP: a.PublicIP, VtepMAC: a.VtepMAC, VNI: a.VNI, AttrVersion: a.AttrVersion}
 }
 
 // stop stops the node and waits for it; idempotent.
@@ -256,18 +259,18 @@ func (c *testCluster) addLease(l subnet.Lease) {
 }
 
 // peerDetail returns what a node's view says about the peer with the given name.
-func peerDetail(n *testNode, name string) (PeerDetail, bool) {
+func peerDetail(n *testNode, name string) (nodeapi.Peer, bool) {
 	for _, p := range n.view.Snapshot().Peers {
 		if p.Name == name {
 			return p, true
 		}
 	}
-	return PeerDetail{}, false
+	return nodeapi.Peer{}, false
 }
 
 // waitViews polls until, in every node of nodes, the peer named target satisfies ok.
 // On timeout it reports each view's state of the peer.
-func waitViews(t testing.TB, limit time.Duration, nodes []*testNode, target, what string, ok func(PeerDetail) bool) {
+func waitViews(t testing.TB, limit time.Duration, nodes []*testNode, target, what string, ok func(nodeapi.Peer) bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	tick := time.NewTicker(5 * time.Millisecond)
@@ -292,7 +295,7 @@ func waitViews(t testing.TB, limit time.Duration, nodes []*testNode, target, wha
 	}
 }
 
-func alive(p PeerDetail) bool { return p.Liveness == LivenessAlive }
+func alive(p nodeapi.Peer) bool { return p.Liveness == nodeapi.LivenessAlive }
 
 // renderPeers renders a sink call, one peer a line.
 func renderPeers(peers []backend.Peer) string {
@@ -336,7 +339,7 @@ func TestClusterConvergence(t *testing.T) {
 		if st.Peers != 5 || st.PeersAlive != 3 || st.PeersWithoutGossip != 2 || st.Members != 3 || st.UsedClaims != 3 {
 			t.Errorf("%s view stats %+v", n.name, st)
 		}
-		if ms := n.member.Stats(); ms.Members != 4 || ms.Keys != 1 || ms.PrimaryKeyID != keyID(testKeys["A"]) {
+		if ms := n.member.Stats(); ms.Members != 4 || ms.Keys != 1 || ms.PrimaryKeyID != gossip.KeyID(gossiptest.Keys["A"]) {
 			t.Errorf("%s member stats %+v", n.name, ms)
 		}
 	}
@@ -351,8 +354,8 @@ func TestClusterLeave(t *testing.T) {
 	stopped := time.Now()
 	nodes[2].stop(t)
 	rest := nodes[:2]
-	waitViews(t, 5*time.Second, rest, "node-3", "gone, route kept", func(p PeerDetail) bool {
-		return p.Liveness == LivenessUnreachable && p.Gossip.Status == StatusGone
+	waitViews(t, 5*time.Second, rest, "node-3", "gone, route kept", func(p nodeapi.Peer) bool {
+		return p.Liveness == nodeapi.LivenessUnreachable && p.Gossip.Status == nodeapi.MemberGone
 	})
 	t.Logf("member that left is gone everywhere after %s", time.Since(stopped).Round(time.Millisecond))
 	for _, n := range rest {
@@ -376,7 +379,7 @@ func TestClusterLeave(t *testing.T) {
 func TestClusterFailureDetection(t *testing.T) {
 	c := newTestCluster(t)
 	keys := c.writeKeys("keys", "A")
-	c.tweak = func(cfg *Config) { cfg.SkipLeave = cfg.NodeName == "node-4" }
+	c.tweak = func(cfg *gossip.Config) { cfg.SkipLeave = cfg.NodeName == "node-4" }
 	var nodes []*testNode
 	for i := range 4 {
 		nodes = append(nodes, c.start(fmt.Sprintf("node-%d", i+1), keys))
@@ -386,8 +389,8 @@ func TestClusterFailureDetection(t *testing.T) {
 	stopped := time.Now()
 	nodes[3].stop(t)
 	rest := nodes[:3]
-	waitViews(t, 15*time.Second, rest, "node-4", "gone", func(p PeerDetail) bool {
-		return p.Liveness == LivenessUnreachable && p.Gossip.Status == StatusGone
+	waitViews(t, 15*time.Second, rest, "node-4", "gone", func(p nodeapi.Peer) bool {
+		return p.Liveness == nodeapi.LivenessUnreachable && p.Gossip.Status == nodeapi.MemberGone
 	})
 	detected := time.Now()
 	t.Logf("stopped member detected as failed everywhere after %s", detected.Sub(stopped).Round(time.Millisecond))
@@ -399,7 +402,7 @@ func TestClusterFailureDetection(t *testing.T) {
 	waitFor(t, 2*reclaim, "the dead node reclaim time", func() bool { return time.Since(detected) > reclaim })
 	c.tweak = nil
 	back := c.startAs("node-4", keys, nodes[3].idx)
-	waitViews(t, 10*time.Second, rest, "node-4", "alive at its new address", func(p PeerDetail) bool {
+	waitViews(t, 10*time.Second, rest, "node-4", "alive at its new address", func(p nodeapi.Peer) bool {
 		return alive(p) && p.Gossip.Addr == back.cfg.Advertise()
 	})
 }
@@ -426,7 +429,7 @@ func TestClusterRejectsOutsiders(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c.tweak = func(cfg *Config) { cfg.Label = tt.label }
+			c.tweak = func(cfg *gossip.Config) { cfg.Label = tt.label }
 			out := c.start(fmt.Sprintf("outsider-%d", i), tt.keys)
 			waitFor(t, 10*time.Second, "two failed join rounds", func() bool { return out.member.Stats().JoinFailures >= 2 })
 			if got := out.member.Stats().Members; got != 1 && !tt.readsCluster {
@@ -449,8 +452,8 @@ func TestClusterKeyRotation(t *testing.T) {
 	c := newTestCluster(t)
 	var mu sync.Mutex
 	var downs []string
-	c.setObserver(func(node string, s MemberState) {
-		if s.Status != StatusAlive {
+	c.setObserver(func(node string, s gossip.MemberState) {
+		if s.Status != gossip.StatusAlive {
 			mu.Lock()
 			downs = append(downs, fmt.Sprintf("%s saw %s %s", node, s.Name, s.Status))
 			mu.Unlock()
@@ -482,11 +485,11 @@ func TestClusterKeyRotation(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitViews(t, 10*time.Second, nodes, n.name, fmt.Sprintf("MAC %s after keys %s", meta.VtepMAC, step),
-				func(p PeerDetail) bool { return p.VtepMAC == meta.VtepMAC.String() })
+				func(p nodeapi.Peer) bool { return p.VtepMAC == meta.VtepMAC.String() })
 		}
 	}
 	for _, n := range nodes {
-		if st := n.member.Stats(); st.Keys != 1 || st.PrimaryKeyID != keyID(testKeys["B"]) || st.KeyReloads != 3 {
+		if st := n.member.Stats(); st.Keys != 1 || st.PrimaryKeyID != gossip.KeyID(gossiptest.Keys["B"]) || st.KeyReloads != 3 {
 			t.Errorf("%s member stats after rotation: %+v", n.name, st)
 		}
 	}
@@ -512,33 +515,33 @@ func TestReloadKeysErrors(t *testing.T) {
 	path := c.writeKeys("keys", "A")
 	cfg := c.testConfig("node-1")
 	cfg.KeyFile = path
-	m, err := NewMember(cfg, nil)
+	m, err := gossip.NewMember(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, path, "garbage\n", 0o600)
-	if err := m.ReloadKeys(); !errors.Is(err, ErrInvalidKeyFile) {
+	gossiptest.WriteFile(t, path, "garbage\n", 0o600)
+	if err := m.ReloadKeys(); !errors.Is(err, gossip.ErrInvalidKeyFile) {
 		t.Fatalf("bad file: %v", err)
 	}
-	if st := m.Stats(); st.Keys != 1 || st.PrimaryKeyID != keyID(testKeys["A"]) {
+	if st := m.Stats(); st.Keys != 1 || st.PrimaryKeyID != gossip.KeyID(gossiptest.Keys["A"]) {
 		t.Fatalf("a failed reload changed the keyring: %+v", st)
 	}
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.ReloadKeys(); !errors.Is(err, ErrInvalidKeyFile) || !errors.Is(err, os.ErrNotExist) {
+	if err := m.ReloadKeys(); !errors.Is(err, gossip.ErrInvalidKeyFile) || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing file: %v", err)
 	}
 	cfg.KeyFile = ""
-	plain, err := NewMember(cfg, nil)
+	plain, err := gossip.NewMember(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := plain.ReloadKeys(); !errors.Is(err, ErrNoKeyFile) {
+	if err := plain.ReloadKeys(); !errors.Is(err, gossip.ErrNoKeyFile) {
 		t.Fatalf("no key file: %v", err)
 	}
 	cfg.KeyFile = filepath.Join(c.dir, "missing")
-	if _, err := NewMember(cfg, nil); !errors.Is(err, ErrInvalidKeyFile) {
+	if _, err := gossip.NewMember(cfg, nil); !errors.Is(err, gossip.ErrInvalidKeyFile) {
 		t.Fatalf("NewMember with a missing key file: %v", err)
 	}
 }
@@ -555,11 +558,11 @@ func TestClusterAttributeChangesWithoutEtcd(t *testing.T) {
 	meta := b.meta()
 	tests := []struct {
 		name string
-		edit func(*Meta)
+		edit func(*gossip.Meta)
 		want string
 	}{
-		{"VTEP MAC", func(m *Meta) { m.VtepMAC = mac("02:00:00:00:99:02") }, "10.244.2.0/24 node-2 192.0.2.2 02:00:00:00:99:02"},
-		{"public IP", func(m *Meta) { m.PublicIP = netip.MustParseAddr("198.51.100.2") }, "10.244.2.0/24 node-2 198.51.100.2 02:00:00:00:99:02"},
+		{"VTEP MAC", func(m *gossip.Meta) { m.VtepMAC = mac("02:00:00:00:99:02") }, "10.244.2.0/24 node-2 192.0.2.2 02:00:00:00:99:02"},
+		{"public IP", func(m *gossip.Meta) { m.PublicIP = netip.MustParseAddr("198.51.100.2") }, "10.244.2.0/24 node-2 198.51.100.2 02:00:00:00:99:02"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -572,7 +575,7 @@ func TestClusterAttributeChangesWithoutEtcd(t *testing.T) {
 				n.rec.wait(t, n.name+" programs "+tt.want, func(p []backend.Peer) bool {
 					return strings.Contains(renderPeers(p), tt.want+"\n")
 				})
-				if p, _ := peerDetail(n, b.name); p.Source != SourceGossip || p.Etcd.VtepMAC != "02:00:00:00:01:02" {
+				if p, _ := peerDetail(n, b.name); p.Source != nodeapi.SourceGossip || p.Etcd.VtepMAC != "02:00:00:00:01:02" {
 					t.Errorf("%s: %+v, want gossip attributes over the unchanged lease", n.name, p)
 				}
 			}
@@ -601,7 +604,7 @@ func TestClusterSpoofedClaim(t *testing.T) {
 	n1 := nodes[0]
 	waitFor(t, 10*time.Second, "node-1 to reject mallory's claim", func() bool {
 		for _, m := range n1.view.Snapshot().Members {
-			if m.Name == "mallory" && m.Claim == ClaimRejected {
+			if m.Name == "mallory" && m.Claim == nodeapi.ClaimRejected {
 				return true
 			}
 		}
@@ -645,54 +648,26 @@ func TestMemberRunTwice(t *testing.T) {
 	c := newTestCluster(t)
 	n := c.start("node-1", "")
 	waitFor(t, 5*time.Second, "node-1 running", func() bool { return n.member.Stats().Members == 1 })
-	if err := n.member.Run(context.Background()); !errors.Is(err, ErrStarted) {
+	if err := n.member.Run(context.Background()); !errors.Is(err, gossip.ErrStarted) {
 		t.Fatalf("second Run: %v", err)
 	}
 }
 
 func TestSetMetaErrors(t *testing.T) {
 	c := newTestCluster(t)
-	m, err := NewMember(c.testConfig("node-1"), nil)
+	m, err := gossip.NewMember(c.testConfig("node-1"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	meta := testMeta("node-2", "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:02", 1)
-	if err := m.SetMeta(meta); !errors.Is(err, ErrInvalidMeta) || !strings.Contains(err.Error(), `NodeName="node-2": must be the member name "node-1"`) {
+	if err := m.SetMeta(meta); !errors.Is(err, gossip.ErrInvalidMeta) || !strings.Contains(err.Error(), `NodeName="node-2": must be the member name "node-1"`) {
 		t.Fatalf("foreign name: %v", err)
 	}
 	meta.NodeName = "node-1"
 	meta.VNI = 0
-	if err := m.SetMeta(meta); !errors.Is(err, ErrInvalidMeta) || !strings.Contains(err.Error(), "VNI=0") {
+	if err := m.SetMeta(meta); !errors.Is(err, gossip.ErrInvalidMeta) || !strings.Contains(err.Error(), "VNI=0") {
 		t.Fatalf("bad VNI: %v", err)
 	}
-}
-
-func TestMemberlistLogAdapter(t *testing.T) {
-	var b strings.Builder
-	l := memberlistLogger(slog.New(slog.NewTextHandler(&b, &slog.HandlerOptions{
-		Level:       slog.LevelDebug,
-		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr { return dropTime(a) },
-	})))
-	l.Printf("[WARN] memberlist: Refuting a suspect message (from: %s)", "node-2")
-	l.Printf("no level here")
-	want := `level=DEBUG msg="Refuting a suspect message (from: node-2)" memberlist_level=WARN
-level=DEBUG msg="no level here" memberlist_level=""
-`
-	if b.String() != want {
-		t.Fatalf("got:\n%s\nwant:\n%s", b.String(), want)
-	}
-	var quiet strings.Builder
-	memberlistLogger(slog.New(slog.NewTextHandler(&quiet, nil))).Printf("[DEBUG] memberlist: chatter")
-	if quiet.Len() != 0 {
-		t.Fatalf("logged below the handler's level: %q", quiet.String())
-	}
-}
-
-func dropTime(a slog.Attr) slog.Attr {
-	if a.Key == slog.TimeKey {
-		return slog.Attr{}
-	}
-	return a
 }
 
 // TestClusterPartitionHeals: two groups that formed apart merge once one member learns (from etcd)

@@ -1,4 +1,4 @@
-package gossip
+package peerview
 
 import (
 	"fmt"
@@ -7,13 +7,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/weft-net/weft/gossip"
 )
 
 // arrival waits for one member event to reach a given number of nodes.
 type arrival struct {
 	mu     sync.Mutex
 	target string
-	ok     func(MemberState) bool
+	ok     func(gossip.MemberState) bool
 	seen   map[string]bool
 	need   int
 	done   chan struct{}
@@ -21,7 +23,7 @@ type arrival struct {
 
 // arm starts waiting until need nodes other than target have observed an event about target that
 // satisfies ok; the returned channel closes then.
-func (a *arrival) arm(target string, need int, ok func(MemberState) bool) chan struct{} {
+func (a *arrival) arm(target string, need int, ok func(gossip.MemberState) bool) chan struct{} {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.target, a.ok, a.need, a.seen = target, ok, need, map[string]bool{}
@@ -29,7 +31,7 @@ func (a *arrival) arm(target string, need int, ok func(MemberState) bool) chan s
 	return a.done
 }
 
-func (a *arrival) observe(node string, s MemberState) {
+func (a *arrival) observe(node string, s gossip.MemberState) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.done == nil || s.Name != a.target || node == a.target || a.seen[node] || !a.ok(s) {
@@ -145,7 +147,7 @@ func benchDissemination(b *testing.B, n int) {
 	var leaving sync.WaitGroup
 	for i := range samples {
 		name := fmt.Sprintf("churn-%d", i)
-		done := arr.arm(name, n, func(s MemberState) bool { return s.Status == StatusAlive })
+		done := arr.arm(name, n, func(s gossip.MemberState) bool { return s.Status == gossip.StatusAlive })
 		start := time.Now()
 		churn := c.launch(name, keys, n+1+i, false)
 		if !arr.wait(b, done, name+" joining") {
@@ -163,7 +165,7 @@ func benchDissemination(b *testing.B, n int) {
 		meta.AttrVersion = int64(1000 + i)
 		meta.VtepMAC = mac(fmt.Sprintf("02:00:00:%02x:%02x:%02x", i, i%n, n))
 		want := meta.VtepMAC.String()
-		done := arr.arm(node.name, n-1, func(s MemberState) bool { return s.Meta != nil && s.Meta.VtepMAC.String() == want })
+		done := arr.arm(node.name, n-1, func(s gossip.MemberState) bool { return s.Meta != nil && s.Meta.VtepMAC.String() == want })
 		start := time.Now()
 		if err := node.member.SetMeta(meta); err != nil {
 			b.Fatal(err)

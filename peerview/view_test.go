@@ -1,4 +1,4 @@
-package gossip
+package peerview
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/gossip"
 	"github.com/weft-net/weft/subnet"
 )
 
@@ -68,9 +69,9 @@ func flannelLease(sn, ip, hw string) subnet.Lease {
 	return l
 }
 
-func claim(node string, status MemberStatus, sn, ip, hw string, attrVersion int64) MemberState {
+func claim(node string, status gossip.MemberStatus, sn, ip, hw string, attrVersion int64) gossip.MemberState {
 	m := testMeta(node, sn, ip, hw, attrVersion)
-	return MemberState{Name: node, Addr: netip.MustParseAddrPort(ip + ":7946"), Status: status, Meta: &m}
+	return gossip.MemberState{Name: node, Addr: netip.MustParseAddrPort(ip + ":7946"), Status: status, Meta: &m}
 }
 
 func renderView(v *View) string {
@@ -120,7 +121,7 @@ var (
 func TestViewRules(t *testing.T) {
 	type step func(v *View)
 	setLeases := func(ls ...subnet.Lease) step { return func(v *View) { v.SetLeases(ls) } }
-	observe := func(s MemberState) step { return func(v *View) { v.ObserveMember(s) } }
+	observe := func(s gossip.MemberState) step { return func(v *View) { v.ObserveMember(s) } }
 	localSubnet := func(p string) step { return func(v *View) { v.SetLocalSubnet(netip.MustParsePrefix(p)) } }
 	tests := []struct {
 		name  string
@@ -138,9 +139,9 @@ stats peers=3 etcd=3 gossip=0 alive=0 unreachable=0 nogossip=3 invalid=0 members
 		name: "matching claims report liveness; the higher AttrVersion wins, a tie keeps etcd",
 		steps: []step{
 			setLeases(stdLeases...),
-			observe(claim("node-b", StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:02", 10)),
-			observe(claim("node-c", StatusAlive, "10.244.3.0/24", "192.0.2.3", "02:00:00:00:00:33", 5)),
-			observe(claim("local", StatusAlive, "10.244.0.0/24", "192.0.2.1", "02:00:00:00:00:01", 10)),
+			observe(claim("node-b", gossip.StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:02", 10)),
+			observe(claim("node-c", gossip.StatusAlive, "10.244.3.0/24", "192.0.2.3", "02:00:00:00:00:33", 5)),
+			observe(claim("local", gossip.StatusAlive, "10.244.0.0/24", "192.0.2.1", "02:00:00:00:00:01", 10)),
 		},
 		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:02 source=etcd liveness=alive
 peer 10.244.3.0/24 node-c 192.0.2.3 02:00:00:00:00:03 source=etcd liveness=alive
@@ -153,8 +154,8 @@ stats peers=3 etcd=3 gossip=0 alive=2 unreachable=0 nogossip=1 invalid=0 members
 		name: "newer MAC and public IP from gossip apply without etcd",
 		steps: []step{
 			setLeases(stdLeases...),
-			observe(claim("node-b", StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:22", 11)),
-			observe(claim("node-c", StatusAlive, "10.244.3.0/24", "192.0.2.33", "02:00:00:00:00:03", 12)),
+			observe(claim("node-b", gossip.StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:22", 11)),
+			observe(claim("node-c", gossip.StatusAlive, "10.244.3.0/24", "192.0.2.33", "02:00:00:00:00:03", 12)),
 		},
 		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:22 source=gossip liveness=alive
 peer 10.244.3.0/24 node-c 192.0.2.33 02:00:00:00:00:03 source=gossip liveness=alive
@@ -167,7 +168,7 @@ stats peers=3 etcd=1 gossip=2 alive=2 unreachable=0 nogossip=1 invalid=0 members
 		name: "a newer lease wins over older gossip",
 		steps: []step{
 			setLeases(stdLeases...),
-			observe(claim("node-b", StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:22", 11)),
+			observe(claim("node-b", gossip.StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:22", 11)),
 			setLeases(leaseLocal, lease("node-b", "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:44", 12)),
 		},
 		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:44 source=etcd liveness=alive
@@ -179,11 +180,11 @@ stats peers=1 etcd=1 gossip=0 alive=1 unreachable=0 nogossip=0 invalid=0 members
 		steps: []step{
 			setLeases(stdLeases...),
 			localSubnet("10.244.0.0/24"),
-			observe(claim("node-x", StatusAlive, "10.244.2.0/24", "192.0.2.66", "02:00:00:00:00:66", 99)),
-			observe(claim("node-x", StatusAlive, "10.244.2.0/24", "192.0.2.66", "02:00:00:00:00:66", 99)),
-			observe(claim("node-y", StatusAlive, "10.244.9.0/24", "192.0.2.67", "02:00:00:00:00:67", 99)),
-			observe(claim("node-z", StatusAlive, "10.244.0.0/24", "192.0.2.68", "02:00:00:00:00:68", 99)),
-			observe(MemberState{Name: "node-w", Status: StatusAlive, Meta: func() *Meta {
+			observe(claim("node-x", gossip.StatusAlive, "10.244.2.0/24", "192.0.2.66", "02:00:00:00:00:66", 99)),
+			observe(claim("node-x", gossip.StatusAlive, "10.244.2.0/24", "192.0.2.66", "02:00:00:00:00:66", 99)),
+			observe(claim("node-y", gossip.StatusAlive, "10.244.9.0/24", "192.0.2.67", "02:00:00:00:00:67", 99)),
+			observe(claim("node-z", gossip.StatusAlive, "10.244.0.0/24", "192.0.2.68", "02:00:00:00:00:68", 99)),
+			observe(gossip.MemberState{Name: "node-w", Status: gossip.StatusAlive, Meta: func() *gossip.Meta {
 				m := testMeta("node-c", "10.244.3.0/24", "192.0.2.69", "02:00:00:00:00:69", 99)
 				return &m
 			}()}),
@@ -201,7 +202,7 @@ stats peers=3 etcd=3 gossip=0 alive=0 unreachable=0 nogossip=3 invalid=0 members
 		name: "a claim without a lease waits for etcd",
 		steps: []step{
 			setLeases(stdLeases...),
-			observe(claim("node-d", StatusAlive, "10.244.4.0/24", "192.0.2.4", "02:00:00:00:00:04", 10)),
+			observe(claim("node-d", gossip.StatusAlive, "10.244.4.0/24", "192.0.2.4", "02:00:00:00:00:04", 10)),
 		},
 		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:02 source=etcd liveness=unknown
 peer 10.244.3.0/24 node-c 192.0.2.3 02:00:00:00:00:03 source=etcd liveness=unknown
@@ -212,7 +213,7 @@ stats peers=3 etcd=3 gossip=0 alive=0 unreachable=0 nogossip=3 invalid=0 members
 	}, {
 		name: "etcd confirms a pending claim",
 		steps: []step{
-			observe(claim("node-d", StatusAlive, "10.244.4.0/24", "192.0.2.4", "02:00:00:00:00:04", 11)),
+			observe(claim("node-d", gossip.StatusAlive, "10.244.4.0/24", "192.0.2.4", "02:00:00:00:00:04", 11)),
 			setLeases(leaseLocal, lease("node-d", "10.244.4.0/24", "192.0.2.4", "02:00:00:00:00:04", 10)),
 		},
 		want: `peer 10.244.4.0/24 node-d 192.0.2.4 02:00:00:00:00:04 source=gossip liveness=alive
@@ -223,12 +224,12 @@ stats peers=1 etcd=0 gossip=1 alive=1 unreachable=0 nogossip=0 invalid=0 members
 		name: "members that leave or fail keep their routes until the lease goes",
 		steps: []step{
 			setLeases(stdLeases...),
-			observe(claim("node-b", StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:22", 11)),
-			observe(claim("node-c", StatusAlive, "10.244.3.0/24", "192.0.2.3", "02:00:00:00:00:03", 10)),
-			observe(claim("node-d", StatusAlive, "10.244.4.0/24", "192.0.2.4", "02:00:00:00:00:04", 10)),
-			observe(claim("node-b", StatusGone, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:22", 11)),
-			observe(claim("node-c", StatusGone, "10.244.3.0/24", "192.0.2.3", "02:00:00:00:00:03", 10)),
-			observe(claim("node-d", StatusGone, "10.244.4.0/24", "192.0.2.4", "02:00:00:00:00:04", 10)),
+			observe(claim("node-b", gossip.StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:22", 11)),
+			observe(claim("node-c", gossip.StatusAlive, "10.244.3.0/24", "192.0.2.3", "02:00:00:00:00:03", 10)),
+			observe(claim("node-d", gossip.StatusAlive, "10.244.4.0/24", "192.0.2.4", "02:00:00:00:00:04", 10)),
+			observe(claim("node-b", gossip.StatusGone, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:22", 11)),
+			observe(claim("node-c", gossip.StatusGone, "10.244.3.0/24", "192.0.2.3", "02:00:00:00:00:03", 10)),
+			observe(claim("node-d", gossip.StatusGone, "10.244.4.0/24", "192.0.2.4", "02:00:00:00:00:04", 10)),
 		},
 		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:22 source=gossip liveness=unreachable
 peer 10.244.3.0/24 node-c 192.0.2.3 02:00:00:00:00:03 source=etcd liveness=unreachable
@@ -241,8 +242,8 @@ stats peers=3 etcd=2 gossip=1 alive=0 unreachable=2 nogossip=1 invalid=0 members
 		name: "a peer goes with its lease, and its failed member with it",
 		steps: []step{
 			setLeases(stdLeases...),
-			observe(claim("node-b", StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:02", 10)),
-			observe(claim("node-b", StatusGone, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:02", 10)),
+			observe(claim("node-b", gossip.StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:02", 10)),
+			observe(claim("node-b", gossip.StatusGone, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:02", 10)),
 			setLeases(leaseLocal, leaseC),
 		},
 		want: `peer 10.244.3.0/24 node-c 192.0.2.3 02:00:00:00:00:03 source=etcd liveness=unknown
@@ -252,7 +253,7 @@ stats peers=1 etcd=1 gossip=0 alive=0 unreachable=0 nogossip=1 invalid=0 members
 		name: "a subnet that changes owner rejects the old owner's claim",
 		steps: []step{
 			setLeases(stdLeases...),
-			observe(claim("node-b", StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:22", 11)),
+			observe(claim("node-b", gossip.StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:22", 11)),
 			setLeases(leaseLocal, lease("node-e", "10.244.2.0/24", "192.0.2.5", "02:00:00:00:00:05", 20)),
 		},
 		want: `peer 10.244.2.0/24 node-e 192.0.2.5 02:00:00:00:00:05 source=etcd liveness=unknown
@@ -276,7 +277,7 @@ stats peers=1 etcd=1 gossip=0 alive=0 unreachable=0 nogossip=1 invalid=0 members
 				l.Attrs.BackendType = "host-gw"
 				return l
 			}(), lease("node-f", "10.244.6.1/24", "192.0.2.6", "02:00:00:00:00:06", 1)),
-			observe(MemberState{Name: "node-g", Status: StatusAlive, MetaErr: fmt.Errorf("%w: member advertises none", ErrInvalidMeta)}),
+			observe(gossip.MemberState{Name: "node-g", Status: gossip.StatusAlive, MetaErr: fmt.Errorf("%w: member advertises none", gossip.ErrInvalidMeta)}),
 		},
 		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:02 source=etcd liveness=unknown
 member node-g alive "" claim=none (invalid gossip meta: member advertises none)
@@ -384,7 +385,7 @@ func TestViewCoalescing(t *testing.T) {
 	before := rec.wait(t, "the lease set", func(p []backend.Peer) bool { return len(p) == n })
 
 	for i := range n {
-		v.ObserveMember(claim(fmt.Sprintf("node-%d", i), StatusAlive, fmt.Sprintf("10.244.%d.0/24", i+1),
+		v.ObserveMember(claim(fmt.Sprintf("node-%d", i), gossip.StatusAlive, fmt.Sprintf("10.244.%d.0/24", i+1),
 			fmt.Sprintf("192.0.2.%d", i+1), fmt.Sprintf("06:00:00:00:00:%02x", i+1), 11))
 	}
 	after := rec.wait(t, "every gossip MAC", func(p []backend.Peer) bool {
@@ -406,12 +407,19 @@ func TestViewCoalescing(t *testing.T) {
 
 	// Events that change nothing the backend programs do not reach it.
 	for i := range n {
-		v.ObserveMember(claim(fmt.Sprintf("node-%d", i), StatusGone, fmt.Sprintf("10.244.%d.0/24", i+1),
+		v.ObserveMember(claim(fmt.Sprintf("node-%d", i), gossip.StatusGone, fmt.Sprintf("10.244.%d.0/24", i+1),
 			fmt.Sprintf("192.0.2.%d", i+1), fmt.Sprintf("06:00:00:00:00:%02x", i+1), 11))
 	}
 	v.SetLeases(leases[1:])
 	final := rec.wait(t, "the shrunk lease set", func(p []backend.Peer) bool { return len(p) == n-1 })
 	if final != after+1 {
 		t.Fatalf("%d sink calls after the failures and one lease removal, want 1", final-after)
+	}
+}
+
+func testMeta(name, sn, ip, hw string, attrVersion int64) gossip.Meta {
+	return gossip.Meta{
+		NodeName: name, Subnet: netip.MustParsePrefix(sn), PublicIP: netip.MustParseAddr(ip),
+		VtepMAC: mac(hw), VNI: 1, AttrVersion: attrVersion,
 	}
 }

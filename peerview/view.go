@@ -1,9 +1,14 @@
-package gossip
+// Package peerview is the control plane's peer view: it merges the etcd lease set, the authority on
+// who owns which subnet, with the gossip members' claims into the complete desired peer set that
+// backend.Backend.SetPeers takes, coalescing bursts of changes. Gossip never decides who owns a
+// subnet: a claim "node X has subnet S" is used only when the etcd lease for S names X (ADR 0002).
+package peerview
 
 import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,8 +18,13 @@ import (
 	"time"
 
 	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/gossip"
+	"github.com/weft-net/weft/internal/nodeapi"
 	"github.com/weft-net/weft/subnet"
 )
+
+// ErrInvalidConfig marks a ViewConfig that does not validate.
+var ErrInvalidConfig = errors.New("invalid peer view config")
 
 // ViewConfig configures a View.
 type ViewConfig struct {
@@ -55,47 +65,6 @@ func (c *ViewConfig) Validate() error {
 	return nil
 }
 
-// Source says where a peer's programmed attributes come from.
-type Source string
-
-// Peer attribute sources.
-const (
-	// SourceEtcd: the lease's attributes (no matching gossip member, or the lease is as new).
-	SourceEtcd Source = "etcd"
-	// SourceGossip: the owner's gossip meta, whose AttrVersion is higher than the lease's.
-	SourceGossip Source = "gossip"
-)
-
-// Liveness is what gossip knows about a peer's node.
-type Liveness string
-
-// Peer liveness values.
-const (
-	// LivenessAlive: the lease owner is an alive gossip member claiming the lease's subnet.
-	LivenessAlive Liveness = "alive"
-	// LivenessUnreachable: the lease owner's gossip member is gone (left or failed); its routes
-	// stay.
-	LivenessUnreachable Liveness = "unreachable"
-	// LivenessUnknown: no gossip member vouches for the lease (a flannel node, or gossip down).
-	LivenessUnknown Liveness = "unknown"
-)
-
-// ClaimStatus is what the view made of a gossip member's claim "node X has subnet S".
-type ClaimStatus string
-
-// Claim statuses.
-const (
-	// ClaimUsed: the etcd lease for S names X.
-	ClaimUsed ClaimStatus = "used"
-	// ClaimPending: no lease for S yet; the claim waits for etcd.
-	ClaimPending ClaimStatus = "pending"
-	// ClaimRejected: S is leased to another node, or is this node's subnet, or the meta names
-	// another node than the member.
-	ClaimRejected ClaimStatus = "rejected"
-	// ClaimNone: the member advertises no usable meta.
-	ClaimNone ClaimStatus = "none"
-)
-
 // View merges the etcd lease set with gossip claims into the desired peer set. etcd owns subnets:
 // every valid lease but the local node's is a peer. Gossip is used for a lease only when the lease
 // names the gossip member's node and the member claims the lease's subnet; then the member's
@@ -123,8 +92,8 @@ type View struct {
 }
 
 type viewMember struct {
-	state  MemberState
-	claim  ClaimStatus
+	state  gossip.MemberState
+	claim  nodeapi.ClaimStatus
 	reason string
 }
 
@@ -179,7 +148,7 @@ func (v *View) SetLeases(leases []subnet.Lease) {
 	v.leases, v.owners, v.invalid, v.haveLeases = set, owners, invalid, true
 	for name, m := range v.members {
 		v.classify(name, m)
-		if m.state.Status != StatusAlive && !v.owners[name] {
+		if m.state.Status != gossip.StatusAlive && !v.owners[name] {
 			delete(v.members, name)
 		}
 	}
@@ -211,7 +180,7 @@ func (v *View) SetLocalSubnet(p netip.Prefix) {
 
 // ObserveMember takes a gossip member event; View is the Member's Observer. Events about the local
 // node are ignored.
-func (v *View) ObserveMember(s MemberState) {
+func (v *View) ObserveMember(s gossip.MemberState) {
 	if s.Name == v.cfg.LocalNode {
 		return
 	}
@@ -226,14 +195,14 @@ func (v *View) ObserveMember(s MemberState) {
 	v.classify(s.Name, m)
 	switch {
 	case s.Status == was:
-	case s.Status == StatusGone && v.owners[s.Name]:
+	case s.Status == gossip.StatusGone && v.owners[s.Name]:
 		v.log.Info("gossip member of a peer is gone, keeping its routes", "node", s.Name, "addr", s.Addr)
-	case was == StatusGone && v.owners[s.Name]:
+	case was == gossip.StatusGone && v.owners[s.Name]:
 		v.log.Info("gossip member of a peer is back", "node", s.Name, "addr", s.Addr, "claim", m.claim)
 	default:
 		v.log.Debug("gossip member", "node", s.Name, "addr", s.Addr, "status", s.Status, "claim", m.claim)
 	}
-	if s.Status != StatusAlive && !v.owners[s.Name] {
+	if s.Status != gossip.StatusAlive && !v.owners[s.Name] {
 		delete(v.members, s.Name)
 	}
 	v.mu.Unlock()
@@ -243,7 +212,7 @@ func (v *View) ObserveMember(s MemberState) {
 // classify sets the member's claim status and counts a claim that became rejected.
 func (v *View) classify(name string, m *viewMember) {
 	claim, reason := v.judge(name, m.state)
-	if claim == ClaimRejected && (m.claim != ClaimRejected || m.reason != reason) {
+	if claim == nodeapi.ClaimRejected && (m.claim != nodeapi.ClaimRejected || m.reason != reason) {
 		v.rejectedTotal++
 		v.log.Warn("gossip subnet claim rejected", "node", name, "addr", m.state.Addr,
 			"subnet", m.state.Meta.Subnet, "reason", reason)
@@ -251,31 +220,31 @@ func (v *View) classify(name string, m *viewMember) {
 	m.claim, m.reason = claim, reason
 }
 
-func (v *View) judge(name string, s MemberState) (ClaimStatus, string) {
+func (v *View) judge(name string, s gossip.MemberState) (nodeapi.ClaimStatus, string) {
 	if s.Meta == nil {
 		reason := "no meta"
 		if s.MetaErr != nil {
 			reason = s.MetaErr.Error()
 		}
-		return ClaimNone, reason
+		return nodeapi.ClaimNone, reason
 	}
 	sn := s.Meta.Subnet
 	if s.Meta.NodeName != name {
-		return ClaimRejected, fmt.Sprintf("meta names node %q", s.Meta.NodeName)
+		return nodeapi.ClaimRejected, fmt.Sprintf("meta names node %q", s.Meta.NodeName)
 	}
 	if sn == v.localSubnet {
-		return ClaimRejected, "subnet is this node's"
+		return nodeapi.ClaimRejected, "subnet is this node's"
 	}
 	l, ok := v.leases[sn]
 	switch {
 	case !ok:
-		return ClaimPending, "no lease for the subnet yet"
+		return nodeapi.ClaimPending, "no lease for the subnet yet"
 	case l.Attrs.NodeName == "":
-		return ClaimRejected, "subnet leased without a node name (written by flannel)"
+		return nodeapi.ClaimRejected, "subnet leased without a node name (written by flannel)"
 	case l.Attrs.NodeName != name:
-		return ClaimRejected, fmt.Sprintf("subnet leased to %q", l.Attrs.NodeName)
+		return nodeapi.ClaimRejected, fmt.Sprintf("subnet leased to %q", l.Attrs.NodeName)
 	}
-	return ClaimUsed, ""
+	return nodeapi.ClaimUsed, ""
 }
 
 // peerInfo is one lease's merged state.
@@ -283,8 +252,8 @@ type peerInfo struct {
 	peer   backend.Peer
 	lease  subnet.Lease
 	member *viewMember
-	source Source
-	live   Liveness
+	source nodeapi.Source
+	live   nodeapi.Liveness
 }
 
 // peersLocked merges the leases with the gossip claims, sorted by subnet.
@@ -295,19 +264,19 @@ func (v *View) peersLocked() []peerInfo {
 		if (name != "" && name == v.cfg.LocalNode) || l.Subnet == v.localSubnet {
 			continue
 		}
-		p := peerInfo{lease: l, source: SourceEtcd, live: LivenessUnknown}
+		p := peerInfo{lease: l, source: nodeapi.SourceEtcd, live: nodeapi.LivenessUnknown}
 		attrs := struct {
 			ip  netip.Addr
 			mac net.HardwareAddr
 		}{l.Attrs.PublicIP, l.Attrs.VtepMAC}
-		if m := v.members[name]; name != "" && m != nil && m.claim == ClaimUsed && m.state.Meta.Subnet == l.Subnet {
+		if m := v.members[name]; name != "" && m != nil && m.claim == nodeapi.ClaimUsed && m.state.Meta.Subnet == l.Subnet {
 			p.member = m
-			p.live = LivenessUnreachable
-			if m.state.Status == StatusAlive {
-				p.live = LivenessAlive
+			p.live = nodeapi.LivenessUnreachable
+			if m.state.Status == gossip.StatusAlive {
+				p.live = nodeapi.LivenessAlive
 			}
 			if m.state.Meta.AttrVersion > l.Attrs.AttrVersion {
-				p.source = SourceGossip
+				p.source = nodeapi.SourceGossip
 				attrs.ip, attrs.mac = m.state.Meta.PublicIP, m.state.Meta.VtepMAC
 			}
 		}
@@ -317,23 +286,8 @@ func (v *View) peersLocked() []peerInfo {
 		p.peer = backend.Peer{Name: name, Subnet: l.Subnet, PublicIP: attrs.ip, VtepMAC: slices.Clone(attrs.mac)}
 		out = append(out, p)
 	}
-	slices.SortFunc(out, func(a, b peerInfo) int { return comparePrefix(a.peer.Subnet, b.peer.Subnet) })
+	slices.SortFunc(out, func(a, b peerInfo) int { return a.peer.Subnet.Compare(b.peer.Subnet) })
 	return out
-}
-
-func comparePrefix(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.Bits(), b.Bits())
-}
-
-// Peers returns the current desired peer set, sorted by subnet; empty before the first SetLeases.
-// The daemon uses it for its periodic full resync of the backend.
-func (v *View) Peers() []backend.Peer {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return peersOf(v.peersLocked())
 }
 
 func peersOf(infos []peerInfo) []backend.Peer {
@@ -398,51 +352,10 @@ func peerEqual(a, b backend.Peer) bool {
 	return a.Name == b.Name && a.Subnet == b.Subnet && a.PublicIP == b.PublicIP && bytes.Equal(a.VtepMAC, b.VtepMAC)
 }
 
-// Snapshot is the view's detail for /debug/peers.
+// Snapshot is the view's detail for /debug/peers (the peers' probes aside).
 type Snapshot struct {
-	Peers   []PeerDetail   `json:"peers"`
-	Members []MemberDetail `json:"members"`
-}
-
-// PeerDetail is one peer: what is programmed, and what etcd and gossip each say.
-type PeerDetail struct {
-	Name     string       `json:"name"`
-	Subnet   netip.Prefix `json:"subnet"`
-	PublicIP netip.Addr   `json:"publicIP"`
-	VtepMAC  string       `json:"vtepMAC"`
-	// Source tells which view's attributes are programmed.
-	Source   Source        `json:"source"`
-	Liveness Liveness      `json:"liveness"`
-	Etcd     AttrDetail    `json:"etcd"`
-	Gossip   *GossipDetail `json:"gossip,omitempty"`
-}
-
-// AttrDetail is one source's attributes for a peer.
-type AttrDetail struct {
-	NodeName    string     `json:"nodeName"`
-	PublicIP    netip.Addr `json:"publicIP"`
-	VtepMAC     string     `json:"vtepMAC"`
-	AttrVersion int64      `json:"attrVersion"`
-}
-
-// GossipDetail is the gossip member behind a peer.
-type GossipDetail struct {
-	AttrDetail
-	Addr       netip.AddrPort `json:"addr"`
-	Status     MemberStatus   `json:"status"`
-	VNI        int            `json:"vni"`
-	MetaFormat uint8          `json:"metaFormat"`
-}
-
-// MemberDetail is one gossip member the view knows (the local one aside) and its claim.
-type MemberDetail struct {
-	Name   string         `json:"name"`
-	Addr   netip.AddrPort `json:"addr"`
-	Status MemberStatus   `json:"status"`
-	// Subnet is the claimed subnet; invalid when the member has no usable meta.
-	Subnet netip.Prefix `json:"subnet"`
-	Claim  ClaimStatus  `json:"claim"`
-	Reason string       `json:"reason,omitempty"`
+	Peers   []nodeapi.Peer
+	Members []nodeapi.Member
 }
 
 // Snapshot returns the peers and the gossip members, sorted by subnet and by name.
@@ -451,35 +364,58 @@ func (v *View) Snapshot() Snapshot {
 	defer v.mu.Unlock()
 	var s Snapshot
 	for _, p := range v.peersLocked() {
-		d := PeerDetail{
+		d := nodeapi.Peer{
 			Name: p.peer.Name, Subnet: p.peer.Subnet, PublicIP: p.peer.PublicIP,
 			VtepMAC: p.peer.VtepMAC.String(), Source: p.source, Liveness: p.live,
-			Etcd: AttrDetail{
+			Etcd: nodeapi.Attrs{
 				NodeName: p.lease.Attrs.NodeName, PublicIP: p.lease.Attrs.PublicIP,
 				VtepMAC: p.lease.Attrs.VtepMAC.String(), AttrVersion: p.lease.Attrs.AttrVersion,
 			},
 		}
 		if m := p.member; m != nil {
 			meta := m.state.Meta
-			d.Gossip = &GossipDetail{
-				AttrDetail: AttrDetail{
+			d.Gossip = &nodeapi.GossipMember{
+				Attrs: nodeapi.Attrs{
 					NodeName: meta.NodeName, PublicIP: meta.PublicIP, VtepMAC: meta.VtepMAC.String(),
 					AttrVersion: meta.AttrVersion,
 				},
-				Addr: m.state.Addr, Status: m.state.Status, VNI: meta.VNI, MetaFormat: meta.Version,
+				Addr: m.state.Addr, Status: apiStatus(m.state.Status), VNI: meta.VNI, MetaFormat: meta.Version,
 			}
 		}
 		s.Peers = append(s.Peers, d)
 	}
 	for name, m := range v.members {
-		d := MemberDetail{Name: name, Addr: m.state.Addr, Status: m.state.Status, Claim: m.claim, Reason: m.reason}
+		d := nodeapi.Member{Name: name, Addr: m.state.Addr, Status: apiStatus(m.state.Status), Claim: m.claim, Reason: m.reason}
 		if m.state.Meta != nil {
 			d.Subnet = m.state.Meta.Subnet
 		}
 		s.Members = append(s.Members, d)
 	}
-	slices.SortFunc(s.Members, func(a, b MemberDetail) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(s.Members, func(a, b nodeapi.Member) int { return cmp.Compare(a.Name, b.Name) })
 	return s
+}
+
+// apiStatus is how /debug/peers shows a member's status.
+func apiStatus(s gossip.MemberStatus) nodeapi.MemberStatus {
+	if s == gossip.StatusAlive {
+		return nodeapi.MemberAlive
+	}
+	return nodeapi.MemberGone
+}
+
+// kick makes a pending signal on a channel of capacity 1, without blocking.
+func kick(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func prefixString(p netip.Prefix) string {
+	if !p.IsValid() {
+		return `""`
+	}
+	return p.String()
 }
 
 // ViewStats is a snapshot of the view's gauges and counters, for metrics.
@@ -513,30 +449,30 @@ func (v *View) Stats() ViewStats {
 	for _, p := range v.peersLocked() {
 		s.Peers++
 		switch p.source {
-		case SourceEtcd:
+		case nodeapi.SourceEtcd:
 			s.PeersFromEtcd++
-		case SourceGossip:
+		case nodeapi.SourceGossip:
 			s.PeersFromGossip++
 		}
 		switch p.live {
-		case LivenessAlive:
+		case nodeapi.LivenessAlive:
 			s.PeersAlive++
-		case LivenessUnreachable:
+		case nodeapi.LivenessUnreachable:
 			s.PeersUnreachable++
-		case LivenessUnknown:
+		case nodeapi.LivenessUnknown:
 			s.PeersWithoutGossip++
 		}
 	}
 	for _, m := range v.members {
-		if m.state.Status == StatusAlive {
+		if m.state.Status == gossip.StatusAlive {
 			s.Members++
 		}
 		switch m.claim {
-		case ClaimUsed:
+		case nodeapi.ClaimUsed:
 			s.UsedClaims++
-		case ClaimPending:
+		case nodeapi.ClaimPending:
 			s.PendingClaims++
-		case ClaimRejected:
+		case nodeapi.ClaimRejected:
 			s.RejectedClaims++
 		}
 	}

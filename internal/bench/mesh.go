@@ -11,10 +11,11 @@ import (
 	"syscall"
 	"time"
 
+	weftetcd "github.com/weft-net/weft/subnet/etcd"
+
 	"github.com/vishvananda/netlink"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/weft-net/weft/daemon"
 	"github.com/weft-net/weft/internal/lab"
 	"github.com/weft-net/weft/subnet"
 )
@@ -26,7 +27,7 @@ const (
 	weftDevice = "weft.1"
 )
 
-func subnetsPrefix() string { return daemon.DefaultEtcdPrefix + "/subnets/" }
+func subnetsPrefix() string { return weftetcd.DefaultPrefix + "/subnets/" }
 
 func subnetKey(s netip.Prefix) string { return subnetsPrefix() + subnet.SubnetKey(s) }
 

@@ -14,10 +14,12 @@ import (
 	"strings"
 	"time"
 
+	weftetcd "github.com/weft-net/weft/subnet/etcd"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/weft-net/weft/daemon"
 	"github.com/weft-net/weft/internal/lab"
+	"github.com/weft-net/weft/internal/nodeapi"
 	"github.com/weft-net/weft/subnet"
 )
 
@@ -125,7 +127,7 @@ func (r *runner) resources(ctx context.Context) ([]ResourceResult, error) {
 		return nil, err
 	}
 	defer cli.Close()
-	if _, err := cli.Put(ctx, daemon.DefaultEtcdPrefix+"/config", resourceNetConfig); err != nil {
+	if _, err := cli.Put(ctx, weftetcd.DefaultPrefix+"/config", resourceNetConfig); err != nil {
 		return nil, err
 	}
 	nodes, err := r.addNodes(ctx, l, resourceNodes)
@@ -246,7 +248,7 @@ func (r *runner) window(ctx context.Context, l *lab.Lab, nodes []*lab.Node, scen
 	if err != nil {
 		return res, err
 	}
-	code, body, err := lab.HTTPGet(ctx, n, "http://"+daemon.DefaultHealthAddr+"/metrics")
+	code, body, err := lab.HTTPGet(ctx, n, "http://"+nodeapi.DefaultHealthAddr+"/metrics")
 	if err != nil || code != 200 {
 		r.log.Warn("reading node1's /metrics", "code", code, "err", err)
 		return res, nil

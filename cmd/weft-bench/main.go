@@ -12,7 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/weft-net/weft/bench"
+	"github.com/weft-net/weft/internal/bench"
 )
 
 func main() {
