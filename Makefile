@@ -9,7 +9,7 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./cmd/weftd ./cmd/weftctl
+	$(GO) build -o $(BIN)/ ./cmd/weftd ./cmd/weftctl ./cmd/weft-demo
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/weft
 	$(GO) build -o $(BIN)/portmap github.com/containernetworking/plugins/plugins/meta/portmap
 
@@ -42,7 +42,7 @@ soak: build
 	WEFT_SOAK=1 $(GO) test -count=1 -timeout 120m -run Soak ./...
 
 demo: build
-	./$(BIN)/weftctl demo
+	./$(BIN)/weft-demo
 
 clean:
 	rm -rf $(BIN)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+
+	"github.com/weft-net/weft/internal/nstest"
 )
 
 // BenchmarkAttach measures ADD and DEL exec'd through libcni as a runtime does, for weft and for
@@ -57,7 +59,7 @@ func benchAttach(b *testing.B, n *node, l *libcni.NetworkConfigList, workers int
 	b.StopTimer()
 	pods := make([]*libcni.RuntimeConf, b.N)
 	for i := range pods {
-		pods[i] = runtimeConf(fmt.Sprintf("%s-%d", prefix, i), "eth0", newNetNS(b).Path())
+		pods[i] = runtimeConf(fmt.Sprintf("%s-%d", prefix, i), "eth0", nstest.New(b).Path())
 	}
 	addLat := make([]time.Duration, b.N)
 	delLat := make([]time.Duration, b.N)

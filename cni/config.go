@@ -23,12 +23,6 @@ const (
 	DefaultDataDir = "/var/lib/weft/ipam"
 )
 
-// MTU bounds of the "mtu" field: the IPv4 minimum a pod link must carry and the largest jumbo frame.
-const (
-	MinMTU = 576
-	MaxMTU = 9000
-)
-
 // Config is the plugin's network configuration, decoded from stdin.
 //
 // The plugin's own fields, all optional:
@@ -89,8 +83,10 @@ func (c *Config) Validate() error {
 			return invalidField(f.name, fmt.Sprintf("%q: must be a clean absolute path", f.path))
 		}
 	}
-	if c.MTU != 0 && (c.MTU < MinMTU || c.MTU > MaxMTU) {
-		return invalidField("mtu", fmt.Sprintf("%d: must be between %d and %d, or 0 to use the subnet file's", c.MTU, MinMTU, MaxMTU))
+	if c.MTU != 0 {
+		if err := subnet.CheckMTU(c.MTU); err != nil {
+			return invalidField("mtu", fmt.Sprintf("%v, or 0 to use the subnet file's", err))
+		}
 	}
 	return nil
 }

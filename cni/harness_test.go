@@ -11,12 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,6 +27,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/weft-net/weft/cni"
+	"github.com/weft-net/weft/internal/nstest"
 	"github.com/weft-net/weft/subnet"
 )
 
@@ -68,55 +66,6 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-func needRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipped: needs root to create network namespaces, bridges and veths")
-	}
-}
-
-var nsCounter atomic.Int64
-
-// newNetNS creates a network namespace bind-mounted at /run/netns/weft-cni-<pid>-<n> and removes it
-// when the test ends.
-func newNetNS(t testing.TB) ns.NetNS {
-	t.Helper()
-	name := fmt.Sprintf("weft-cni-%d-%d", os.Getpid(), nsCounter.Add(1))
-	path := filepath.Join("/run/netns", name)
-	if err := os.MkdirAll("/run/netns", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, nil, 0o444); err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() {
-		// The thread moves to the new netns and stays locked, so the runtime discards it.
-		runtime.LockOSThread()
-		if err := syscall.Unshare(syscall.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
-		}
-		errc <- syscall.Mount(fmt.Sprintf("/proc/self/task/%d/ns/net", syscall.Gettid()), path, "none", syscall.MS_BIND, "")
-	}()
-	err := <-errc
-	var nsh ns.NetNS
-	if err == nil {
-		nsh, err = ns.GetNS(path)
-	}
-	t.Cleanup(func() {
-		if nsh != nil {
-			nsh.Close()
-		}
-		_ = syscall.Unmount(path, syscall.MNT_DETACH)
-		os.Remove(path)
-	})
-	if err != nil {
-		t.Fatalf("netns %s: %v", name, err)
-	}
-	return nsh
-}
-
 // handleIn opens a netlink handle inside n.
 func handleIn(t testing.TB, n ns.NetNS) *netlink.Handle {
 	t.Helper()
@@ -149,11 +98,11 @@ var testEnv = subnet.Env{
 
 func newNode(t testing.TB, env subnet.Env) *node {
 	t.Helper()
-	needRoot(t)
+	nstest.RequireRoot(t)
 	dir := t.TempDir()
 	n := &node{
 		t:          t,
-		ns:         newNetNS(t),
+		ns:         nstest.New(t),
 		dir:        dir,
 		subnetFile: filepath.Join(dir, "run", "subnet.env"),
 		dataDir:    filepath.Join(dir, "ipam"),

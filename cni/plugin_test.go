@@ -23,12 +23,13 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weft-net/weft/cni"
+	"github.com/weft-net/weft/internal/nstest"
 	"github.com/weft-net/weft/subnet"
 )
 
 // TestVersion execs the binary with nothing but CNI_COMMAND=VERSION, as podman probes it.
 func TestVersion(t *testing.T) {
-	needRoot(t)
+	nstest.RequireRoot(t)
 	cmd := exec.Command(filepath.Join(binDir, "weft"))
 	cmd.Env = []string{"CNI_COMMAND=VERSION"}
 	out, err := cmd.Output()
@@ -50,7 +51,7 @@ func TestVersion(t *testing.T) {
 // TestErrors checks the CNI error objects of a bad config and of a node whose weftd is not ready.
 func TestErrors(t *testing.T) {
 	n := newNode(t, testEnv)
-	pod := newNetNS(t)
+	pod := nstest.New(t)
 	rt := runtimeConf("c1", "eth0", pod.Path())
 	tests := []struct {
 		name     string
@@ -97,7 +98,7 @@ func TestAddDelAllVersions(t *testing.T) {
 	for _, v := range []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		t.Run(v, func(t *testing.T) {
 			n := newNode(t, testEnv)
-			pod := newNetNS(t)
+			pod := nstest.New(t)
 			l := n.list(v, `"dns":{"nameservers":["10.96.0.10"]}`)
 			const id = "c0ffee"
 			rt := runtimeConf(id, "eth0", pod.Path())
@@ -235,7 +236,7 @@ func TestCheckDetectsBreakage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			n := newNode(t, testEnv)
-			pod := newNetNS(t)
+			pod := nstest.New(t)
 			l := n.list("1.0.0", "")
 			rt := runtimeConf("c1", "eth0", pod.Path())
 			n.mustAdd(l, rt)
@@ -257,13 +258,13 @@ func TestCheckDetectsBreakage(t *testing.T) {
 func TestGCAndStatus(t *testing.T) {
 	n := newNode(t, testEnv)
 	l := n.list("1.1.0", "")
-	keep := runtimeConf("keep", "eth0", newNetNS(t).Path())
-	stale := runtimeConf("stale", "eth0", newNetNS(t).Path())
+	keep := runtimeConf("keep", "eth0", nstest.New(t).Path())
+	stale := runtimeConf("stale", "eth0", nstest.New(t).Path())
 	n.mustAdd(l, keep)
 	n.mustAdd(l, stale)
 	other := &node{t: t, ns: n.ns, subnetFile: n.subnetFile, dataDir: n.dataDir,
 		cni: newRuntime(filepath.Join(n.dir, "other-cache"))}
-	other.mustAdd(l, runtimeConf("uncached", "eth0", newNetNS(t).Path()))
+	other.mustAdd(l, runtimeConf("uncached", "eth0", nstest.New(t).Path()))
 	// A plugin killed mid-ADD: an allocation with no veth, and a veth on the bridge with no allocation.
 	if err := os.WriteFile(filepath.Join(n.dataDir, "weft", "10.244.7.200"), []byte("killed\neth0"), 0o600); err != nil {
 		t.Fatal(err)
@@ -337,7 +338,7 @@ func TestGCAndStatus(t *testing.T) {
 func TestConnectivity(t *testing.T) {
 	n := newNode(t, testEnv)
 	l := n.list("1.0.0", "")
-	podA, podB := newNetNS(t), newNetNS(t)
+	podA, podB := nstest.New(t), nstest.New(t)
 	a := n.mustAdd(l, runtimeConf("pod-a", "eth0", podA.Path()))
 	b := n.mustAdd(l, runtimeConf("pod-b", "eth0", podB.Path()))
 	ipA, ipB := a.IPs[0].Address.IP.String(), b.IPs[0].Address.IP.String()
@@ -404,7 +405,7 @@ func TestShippedConflist(t *testing.T) {
 // TestPortmapChain loads the shipped conflist (weft + portmap) and publishes a hostPort that must
 // answer on the node's address, from another host and from the node itself.
 func TestPortmapChain(t *testing.T) {
-	needRoot(t)
+	nstest.RequireRoot(t)
 	if _, err := exec.LookPath("nft"); err != nil {
 		if _, err := exec.LookPath("iptables"); err != nil {
 			t.Skip("skipped: portmap needs nft (Debian package nftables) or iptables")
@@ -419,7 +420,7 @@ func TestPortmapChain(t *testing.T) {
 	shipped.Plugins[0] = weft
 
 	// An uplink from the node to a client host on 198.51.100.0/24.
-	client := newNetNS(t)
+	client := nstest.New(t)
 	h := handleIn(t, n.ns)
 	la := netlink.NewLinkAttrs()
 	la.Name = "uplink"
@@ -453,7 +454,7 @@ func TestPortmapChain(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	pod := newNetNS(t)
+	pod := nstest.New(t)
 	rt := runtimeConf("web", "eth0", pod.Path())
 	rt.CapabilityArgs = map[string]any{"portMappings": []map[string]any{{"hostPort": 30080, "containerPort": 8080, "protocol": "tcp"}}}
 	res := n.mustAdd(shipped, rt)
@@ -483,7 +484,7 @@ func TestConcurrentAdds(t *testing.T) {
 	const pods = 32
 	rts := make([]*libcni.RuntimeConf, pods)
 	for i := range rts {
-		rts[i] = runtimeConf(fmt.Sprintf("pod%02d", i), "eth0", newNetNS(t).Path())
+		rts[i] = runtimeConf(fmt.Sprintf("pod%02d", i), "eth0", nstest.New(t).Path())
 	}
 	addrs := make([]string, pods)
 	errs := make([]error, pods)
@@ -542,7 +543,7 @@ func TestSoakAddDelCycles(t *testing.T) {
 func addDelCycles(t *testing.T, cycles int) {
 	n := newNode(t, testEnv)
 	l := n.list("1.0.0", "")
-	pod := newNetNS(t)
+	pod := nstest.New(t)
 	for i := range cycles {
 		rt := runtimeConf(fmt.Sprintf("cycle%d", i), "eth0", pod.Path())
 		n.mustAdd(l, rt)
@@ -565,14 +566,14 @@ func TestExhaustion(t *testing.T) {
 	l := n.list("1.0.0", "")
 	var got []string
 	for i := range 5 {
-		res := n.mustAdd(l, runtimeConf(fmt.Sprint("p", i), "eth0", newNetNS(t).Path()))
+		res := n.mustAdd(l, runtimeConf(fmt.Sprint("p", i), "eth0", nstest.New(t).Path()))
 		got = append(got, res.IPs[0].Address.IP.String())
 	}
 	if want := "10.244.7.2 10.244.7.3 10.244.7.4 10.244.7.5 10.244.7.6"; strings.Join(got, " ") != want {
 		t.Errorf("addresses %v, want %s", got, want)
 	}
 	before := n.state()
-	sixth := runtimeConf("p5", "eth0", newNetNS(t).Path())
+	sixth := runtimeConf("p5", "eth0", nstest.New(t).Path())
 	_, err := n.add(l, sixth)
 	if err == nil || !strings.Contains(err.Error(), "no free address in 10.244.7.0/29") {
 		t.Fatalf("sixth ADD = %v, want an exhaustion error naming the subnet", err)
@@ -589,7 +590,7 @@ func TestExhaustion(t *testing.T) {
 // TestMTUOverride checks the "mtu" field wins over the subnet file's.
 func TestMTUOverride(t *testing.T) {
 	n := newNode(t, testEnv)
-	pod := newNetNS(t)
+	pod := nstest.New(t)
 	n.mustAdd(n.list("1.0.0", `"mtu":1400,"hairpinMode":false`), runtimeConf("m", "eth0", pod.Path()))
 	want := fmt.Sprintf("bridge weft0 [10.244.7.1/24] mtu=1400 up=true mac=0a:58:0a:f4:07:01\n"+
 		"veth %s master=weft0 mtu=1400 up=true hairpin=false\nipam 10.244.7.2 m/eth0\n", cni.HostVethName("m", "eth0"))
@@ -610,7 +611,7 @@ func TestKilledAddsLeaveNothingGCMisses(t *testing.T) {
 	l := n.list("1.1.0", "")
 	var one time.Duration
 	for i := range 3 {
-		rt := runtimeConf(fmt.Sprint("measure", i), "eth0", newNetNS(t).Path())
+		rt := runtimeConf(fmt.Sprint("measure", i), "eth0", nstest.New(t).Path())
 		start := time.Now()
 		n.mustAdd(l, rt)
 		one += time.Since(start) / 3
@@ -620,7 +621,7 @@ func TestKilledAddsLeaveNothingGCMisses(t *testing.T) {
 	sandboxes := make([]ns.NetNS, kills)
 	killed := 0
 	for k := range kills {
-		sandboxes[k] = newNetNS(t)
+		sandboxes[k] = nstest.New(t)
 		rt := runtimeConf(fmt.Sprint("killed", k), "eth0", sandboxes[k].Path())
 		err := n.ns.Do(func(ns.NetNS) error {
 			ctx, cancel := context.WithTimeout(context.Background(), one*time.Duration(k)/kills)

@@ -155,12 +155,15 @@ func (c *Config) Validate() error {
 		return bad("rules-interval", c.RulesInterval, "must be at least 1s")
 	case c.ProbeInterval < 0:
 		return bad("probe-interval", c.ProbeInterval, "must not be negative")
-	case c.MTU != 0 && (c.MTU < 576 || c.MTU > 9000):
-		return bad("mtu", c.MTU, "must be 0 (automatic) or between 576 and 9000")
 	case c.TxChecksumOffload != "auto" && c.TxChecksumOffload != "on" && c.TxChecksumOffload != "off":
 		return bad("tx-checksum-offload", c.TxChecksumOffload, "want auto, on or off")
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return bad("log-format", c.LogFormat, "want text or json")
+	}
+	if c.MTU != 0 {
+		if err := subnet.CheckMTU(c.MTU); err != nil {
+			return bad("mtu", c.MTU, err.Error()+", or 0 for automatic")
+		}
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/weft-net/weft/internal/labtest"
 	"github.com/weft-net/weft/internal/nodeapi"
 	"github.com/weft-net/weft/internal/nstest"
+	"github.com/weft-net/weft/internal/poll"
 	"github.com/weft-net/weft/subnet"
 )
 
@@ -61,16 +62,8 @@ func get(t *testing.T, l *lab.Lab, node *lab.Node, path string) (int, string) {
 
 func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if _, err := poll.Until(context.Background(), what, timeout, cond); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/weft-net/weft/internal/atomicfile"
 	"github.com/weft-net/weft/subnet"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
 )
@@ -98,7 +99,7 @@ func (d *Daemon) saveGossipPeers(addrs []netip.AddrPort) {
 	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, data) {
 		return
 	}
-	if err := subnet.WriteFileAtomic(path, data, 0o600); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		d.log.Warn("saving the gossip peers", "path", path, "err", err)
 	}
 }

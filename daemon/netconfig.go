@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/weft-net/weft/internal/atomicfile"
 	"github.com/weft-net/weft/subnet"
 )
 
@@ -62,5 +63,5 @@ func (d *Daemon) cacheConfig(path string, cfg *subnet.Config) error {
 	if cur, err := os.ReadFile(path); err == nil && string(cur) == string(data) {
 		return nil
 	}
-	return subnet.WriteFileAtomic(path, data, 0o600)
+	return atomicfile.Write(path, data, 0o600)
 }

@@ -2,6 +2,7 @@ package peerview
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/weft-net/weft/backend"
 	"github.com/weft-net/weft/gossip"
+	"github.com/weft-net/weft/internal/poll"
 	"github.com/weft-net/weft/subnet"
 )
 
@@ -344,17 +346,16 @@ func (r *sinkRecorder) wait(t *testing.T, what string, ok func([]backend.Peer) b
 	return n
 }
 
-// waitFor polls cond every few milliseconds until it holds or the deadline passes.
+// waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
+	if _, err := poll.Until(context.Background(), what, limit, func() error {
+		if !cond() {
+			return errors.New("condition false")
 		}
-		<-tick.C
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -273,8 +273,11 @@ func (c *Config) Validate() error {
 		return bad("Backend.VNI=%d: must be between 1 and %d", b.VNI, MaxVNI)
 	case b.Port < 1 || b.Port > 65535:
 		return bad("Backend.Port=%d: must be between 1 and 65535", b.Port)
-	case b.MTU != 0 && (b.MTU < minMTU || b.MTU > maxMTU):
-		return bad("Backend.MTU=%d: must be 0 (derive from the underlay) or between %d and %d", b.MTU, minMTU, maxMTU)
+	}
+	if b.MTU != 0 {
+		if err := CheckMTU(b.MTU); err != nil {
+			return bad("Backend.MTU=%v, or 0 to derive it from the underlay", err)
+		}
 	}
 	return nil
 }

@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/weft-net/weft/internal/atomicfile"
 )
 
 // Env is the content of the subnet.env file weftd writes for the CNI plugin and for tools that read
@@ -63,8 +64,8 @@ func (e *Env) Validate() error {
 	if e.Subnet.Bits() < e.Network.Bits() || !e.Network.Contains(e.Subnet.Addr()) {
 		return fmt.Errorf("%w: %s=%s is not inside %s=%s", ErrInvalidEnv, EnvSubnet, e.Subnet, EnvNetwork, e.Network)
 	}
-	if e.MTU < minMTU || e.MTU > maxMTU {
-		return fmt.Errorf("%w: %s=%d: must be between %d and %d", ErrInvalidEnv, EnvMTU, e.MTU, minMTU, maxMTU)
+	if err := CheckMTU(e.MTU); err != nil {
+		return fmt.Errorf("%w: %s=%w", ErrInvalidEnv, EnvMTU, err)
 	}
 	return nil
 }
@@ -161,42 +162,5 @@ func WriteEnvFile(path string, e *Env) error {
 	if err := e.Validate(); err != nil {
 		return err
 	}
-	return WriteFileAtomic(path, e.Marshal(), 0o644)
-}
-
-// WriteFileAtomic writes data to a temporary file beside path, syncs it and renames it over path.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(path, e.Marshal(), 0o644)
 }

@@ -3,6 +3,7 @@ package subnet
 import (
 	"errors"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,5 +106,19 @@ func TestEnvFile(t *testing.T) {
 	}
 	if again, err := ReadEnvFile(path); err != nil || again.MTU != 1450 {
 		t.Errorf("invalid write disturbed the file: %+v, %v", again, err)
+	}
+}
+
+// TestEnvMTUBounds: subnet.env takes every MTU the VXLAN device can have, jumbo underlays
+// included (a 9216 underlay gives 9166), and refuses what no device carries.
+func TestEnvMTUBounds(t *testing.T) {
+	for _, tt := range []struct {
+		mtu int
+		ok  bool
+	}{{575, false}, {576, true}, {1450, true}, {9166, true}, {MaxMTU, true}, {MaxMTU + 1, false}} {
+		e := Env{Network: netip.MustParsePrefix("10.244.0.0/16"), Subnet: netip.MustParsePrefix("10.244.31.0/24"), MTU: tt.mtu}
+		if err := e.Validate(); (err == nil) != tt.ok {
+			t.Errorf("MTU %d: Validate = %v, want ok=%t", tt.mtu, err, tt.ok)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/internal/nstest"
 )
 
 // manyPeers returns count peers with /29 subnets from 10.244.2.0 upwards (clear of the test node's
@@ -34,7 +35,7 @@ func manyPeers(count int, macBase byte) []backend.Peer {
 
 func benchBackend(b *testing.B) (*node, *Backend) {
 	b.Helper()
-	requireRoot(b)
+	nstest.RequireRoot(b)
 	n := newNode(b)
 	withUnderlay(b, n, "192.0.2.1/24")
 	be := newBackend(b, n, testConfig(b))

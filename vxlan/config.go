@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/weft-net/weft/subnet"
 )
 
 // Defaults applied by Config.SetDefaults.
@@ -19,9 +21,6 @@ const (
 	// assigned in iproute2's rt_protos list nor used by the common routing daemons (bird 12,
 	// zebra 11, bgp 186, ospf 188, ...). `ip route show proto 87` lists weft's routes.
 	DefaultRouteProtocol = 87
-	// Overhead is what VXLAN over IPv4 adds to every frame: outer IPv4 (20) + UDP (8) + VXLAN (8)
-	// + inner Ethernet (14).
-	Overhead = 50
 )
 
 // Tx checksum offload modes for Config.TxChecksumOffload.
@@ -33,8 +32,6 @@ const (
 
 const (
 	maxVNI       = 1<<24 - 1
-	minMTU       = 68
-	maxMTU       = 65535
 	maxIfNameLen = 15
 )
 
@@ -50,7 +47,7 @@ type Config struct {
 	// Port is the UDP destination port. Default 8472 (the Linux/flannel port, so weft and flannel
 	// nodes with the same VNI interoperate during a migration).
 	Port int
-	// MTU of the device; 0 means the underlay link's MTU minus Overhead.
+	// MTU of the device; 0 means the underlay link's MTU minus subnet.VXLANOverheadIPv4.
 	MTU int
 	// UnderlayLink names the link that carries VXLAN traffic. UnderlayIndex selects it by index
 	// instead. With neither, the link holding LocalIP is used.
@@ -128,8 +125,10 @@ func (c *Config) Validate() error {
 	if c.Port < 1 || c.Port > 65535 {
 		bad("Port", "%d out of range 1..65535", c.Port)
 	}
-	if c.MTU != 0 && (c.MTU < minMTU || c.MTU > maxMTU) {
-		bad("MTU", "%d out of range %d..%d (or 0 for underlay MTU - %d)", c.MTU, minMTU, maxMTU, Overhead)
+	if c.MTU != 0 {
+		if err := subnet.CheckMTU(c.MTU); err != nil {
+			bad("MTU", "%v, or 0 for the underlay's MTU minus %d", err, subnet.VXLANOverheadIPv4)
+		}
 	}
 	if c.UnderlayLink != "" {
 		if err := validIfName(c.UnderlayLink); err != nil {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/weft-net/weft/subnet"
 )
 
 // resolveUnderlay finds the underlay link (by name, index, or as the holder of LocalIP), the local
@@ -62,9 +64,9 @@ func (b *Backend) resolveUnderlay() error {
 	b.underlayIndex = attrs.Index
 	b.mtu = cfg.MTU
 	if b.mtu == 0 {
-		b.mtu = attrs.MTU - Overhead
-		if b.mtu < minMTU {
-			return fmt.Errorf("%w: MTU %d of underlay link %s leaves %d for the device, below %d", ErrUnderlay, attrs.MTU, attrs.Name, b.mtu, minMTU)
+		b.mtu = min(attrs.MTU, subnet.IPMaxMTU) - subnet.VXLANOverheadIPv4
+		if err := subnet.CheckMTU(b.mtu); err != nil {
+			return fmt.Errorf("%w: MTU %d of underlay link %s leaves the device an MTU of %w", ErrUnderlay, attrs.MTU, attrs.Name, err)
 		}
 	}
 	return nil

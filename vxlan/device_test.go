@@ -10,10 +10,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/internal/nstest"
 )
 
 func TestEnsureDeviceCreatesAndReuses(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t)
 	n := newNode(t)
 	withUnderlay(t, n, "192.0.2.1/24")
 	cfg := testConfig(t)
@@ -75,7 +76,7 @@ func TestEnsureDeviceCreatesAndReuses(t *testing.T) {
 }
 
 func TestEnsureDeviceRecreatesIncompatible(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t)
 	mac := deriveMAC("node-1", 1).String()
 	tests := []struct {
 		name   string
@@ -133,7 +134,7 @@ func TestEnsureDeviceRecreatesIncompatible(t *testing.T) {
 }
 
 func TestEnsureDeviceReplacesForeignLinkType(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t)
 	n := newNode(t)
 	withUnderlay(t, n, "192.0.2.1/24")
 	if err := n.h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "weft.1"}, PeerName: "weft-peer"}); err != nil {
@@ -149,7 +150,7 @@ func TestEnsureDeviceReplacesForeignLinkType(t *testing.T) {
 }
 
 func TestUnderlayDetection(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t)
 	n := newNode(t)
 	withUnderlay(t, n, "192.0.2.1/24")
 	if err := n.h.LinkSetMTU(n.link(t, "u0"), 9000); err != nil {
@@ -194,7 +195,7 @@ func TestUnderlayDetection(t *testing.T) {
 }
 
 func TestTxChecksumOffload(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t)
 	n := newNode(t)
 	withUnderlay(t, n, "192.0.2.1/24")
 	txOn := func() bool {

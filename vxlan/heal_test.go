@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/internal/nstest"
 )
 
 // healDeadline is the generous bound for self-healing in tests; the benchmark reports real latency.
@@ -37,7 +38,7 @@ func runBackend(t *testing.T, b *Backend) {
 }
 
 func TestSelfHeal(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t)
 	n := newNode(t)
 	withUnderlay(t, n, "192.0.2.1/24")
 	b := newBackend(t, n, testConfig(t)) // resync every hour: repairs below are event driven
@@ -139,7 +140,7 @@ route 10.244.3.0/24 via 10.244.3.0 dev weft.1 onlink proto 87 metric 2161
 }
 
 func TestRunTwice(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t)
 	n := newNode(t)
 	withUnderlay(t, n, "192.0.2.1/24")
 	b := newBackend(t, n, testConfig(t))
@@ -156,7 +157,7 @@ func TestRunTwice(t *testing.T) {
 }
 
 func TestConcurrentSetPeers(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t)
 	n := newNode(t)
 	withUnderlay(t, n, "192.0.2.1/24")
 	cfg := testConfig(t)
@@ -196,7 +197,7 @@ route 10.244.3.0/24 via 10.244.3.0 dev weft.1 onlink proto 87 metric 2161
 }
 
 func TestWritesOnlyDifferences(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t)
 	n := newNode(t)
 	withUnderlay(t, n, "192.0.2.1/24")
 	b := newBackend(t, n, testConfig(t))
@@ -229,7 +230,7 @@ func TestWritesOnlyDifferences(t *testing.T) {
 }
 
 func TestPeriodicResyncRepairs(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t)
 	n := newNode(t)
 	withUnderlay(t, n, "192.0.2.1/24")
 	cfg := testConfig(t)
@@ -253,7 +254,7 @@ func TestPeriodicResyncRepairs(t *testing.T) {
 // TestRestartKeepsPeers: a new Backend (a restarted daemon) that runs before it is given the peer
 // set must keep the entries the kernel holds, and converge once SetPeers comes.
 func TestRestartKeepsPeers(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t)
 	n := newNode(t)
 	withUnderlay(t, n, "192.0.2.1/24")
 	cfg := testConfig(t)
@@ -292,7 +293,7 @@ func TestRestartKeepsPeers(t *testing.T) {
 // replaced) sets the new MAC, which makes the kernel flush the device's neighbours; before it is given
 // the peer set it must put back every entry the kernel held.
 func TestRestartWithNewMACKeepsPeers(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t)
 	n := newNode(t)
 	withUnderlay(t, n, "192.0.2.1/24")
 	cfg := testConfig(t)

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/weft-net/weft/internal/atomicfile"
 )
 
 // ErrBadMACFile marks a persisted VTEP MAC file that cannot be used.
@@ -104,26 +106,9 @@ func validVtepMAC(mac net.HardwareAddr) error {
 	return nil
 }
 
-// writeMACFile persists mac atomically (temporary file, fsync, rename).
+// writeMACFile persists mac atomically.
 func writeMACFile(path string, mac net.HardwareAddr) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("persist VTEP MAC: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("persist VTEP MAC: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, werr := tmp.WriteString(mac.String() + "\n")
-	serr := tmp.Sync()
-	cerr := tmp.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		return fmt.Errorf("persist VTEP MAC: %w", err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("persist VTEP MAC: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.Write(path, []byte(mac.String()+"\n"), 0o644); err != nil {
 		return fmt.Errorf("persist VTEP MAC: %w", err)
 	}
 	return nil

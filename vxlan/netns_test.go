@@ -1,6 +1,8 @@
 package vxlan
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -16,19 +18,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/internal/nstest"
+	"github.com/weft-net/weft/internal/poll"
 )
 
-// requireRoot skips tests that build network namespaces when not running as root.
-func requireRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("skipping: needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) to create network namespaces and VXLAN devices")
-	}
-}
-
-// node is one throwaway network namespace with a netlink handle in it. The namespace is anonymous
-// (held only by its fd), so the kernel removes it with everything in it once the test closes it,
-// or the test process exits.
+// node is one throwaway network namespace with a netlink handle in it.
 type node struct {
 	ns ns.NetNS
 	h  *netlink.Handle
@@ -36,11 +30,7 @@ type node struct {
 
 func newNode(tb testing.TB) *node {
 	tb.Helper()
-	n, err := ns.TempNetNS()
-	if err != nil {
-		tb.Fatalf("create netns: %v", err)
-	}
-	tb.Cleanup(func() { n.Close() })
+	n := nstest.New(tb)
 	h, err := netlink.NewHandleAt(netns.NsHandle(n.Fd()))
 	if err != nil {
 		tb.Fatalf("netlink handle in netns: %v", err)
@@ -240,22 +230,20 @@ func renderDevice(tb testing.TB, n *node, dev string) string {
 		dev, vx.VxlanId, vx.Port, vx.SrcAddr, under.Attrs().Name, vx.Learning, vx.GBP, vx.MTU, vx.HardwareAddr, state, strings.Join(as, ","))
 }
 
-// eventually polls cond every 10 ms until it returns "" or the deadline passes, then fails with
-// the last mismatch.
+// eventually polls cond until it returns "" or the deadline passes, then fails with the last
+// mismatch.
 func eventually(tb testing.TB, within time.Duration, what string, cond func() string) time.Duration {
 	tb.Helper()
-	start := time.Now()
-	deadline := start.Add(within)
-	for {
-		diff := cond()
-		if diff == "" {
-			return time.Since(start)
+	took, err := poll.Until(context.Background(), what+" converged", within, func() error {
+		if diff := cond(); diff != "" {
+			return errors.New("\n" + diff)
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: not converged within %v:\n%s", what, within, diff)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
 	}
+	return took
 }
 
 // textDiff returns "" when got equals want, else both texts.

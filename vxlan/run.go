@@ -9,6 +9,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/weft-net/weft/internal/backoff"
 )
 
 const (
@@ -57,16 +59,16 @@ func (b *Backend) Run(ctx context.Context) error {
 			due = at
 		}
 	}
-	retry := retryMin
+	retry := backoff.Backoff{Min: retryMin, Max: b.cfg.ResyncInterval}
 	reconcile := func() {
 		err := b.reconcile()
 		if err == nil {
-			retry = retryMin
+			retry.Reset()
 			return
 		}
-		b.log.Warn("reconcile failed", "err", err, "retry_in", retry)
-		arm(retry)
-		retry = min(2*retry, b.cfg.ResyncInterval)
+		delay := retry.Next()
+		b.log.Warn("reconcile failed", "err", err, "retry_in", delay)
+		arm(delay)
 	}
 
 	reconcile()
@@ -97,7 +99,7 @@ func notify(kick chan<- struct{}) {
 // ctx is done, resubscribing with backoff when one fails. Every (re)subscription requests a
 // reconcile, since events may have been lost meanwhile.
 func (b *Backend) watch(ctx context.Context, kick chan<- struct{}) {
-	delay := resubscribeMin
+	bo := backoff.Backoff{Min: resubscribeMin, Max: resubscribeMax}
 	for {
 		start := time.Now()
 		err := b.watchOnce(ctx, kick)
@@ -105,16 +107,13 @@ func (b *Backend) watch(ctx context.Context, kick chan<- struct{}) {
 			return
 		}
 		if time.Since(start) > resubscribeMax {
-			delay = resubscribeMin
+			bo.Reset()
 		}
-		b.log.Warn("kernel event subscription failed; resubscribing", "err", err, "in", delay)
+		b.log.Warn("kernel event subscription failed; resubscribing", "err", err)
 		notify(kick)
-		select {
-		case <-ctx.Done():
+		if !bo.Wait(ctx) {
 			return
-		case <-time.After(delay):
 		}
-		delay = min(2*delay, resubscribeMax)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/internal/nstest"
 )
 
 var (
@@ -112,7 +113,7 @@ func countInvalid(t *testing.T, err error) int {
 }
 
 func TestStateTable(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t)
 	n := newNode(t)
 	withUnderlay(t, n, "192.0.2.1/24")
 	cfg := testConfig(t)
@@ -153,7 +154,7 @@ func TestStateTable(t *testing.T) {
 }
 
 func TestForeignRouteToPeerSubnet(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t)
 	n := newNode(t)
 	withUnderlay(t, n, "192.0.2.1/24")
 	b := newBackend(t, n, testConfig(t))

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/internal/nstest"
 )
 
 // overlayNode is one "node" of the traffic test: a namespace on the underlay bridge running a
@@ -77,7 +78,7 @@ func (o *overlayNode) asPeer() backend.Peer {
 }
 
 func TestTrafficAcrossOverlay(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t)
 	const port = 8472
 	ul := newNode(t)
 	if err := ul.h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}); err != nil {

@@ -110,7 +110,7 @@ func New(cfg Config, h *netlink.Handle, nsh netns.NsHandle) (*Backend, error) {
 // MAC returns the VTEP MAC of the device, to be published in the node's lease.
 func (b *Backend) MAC() net.HardwareAddr { return b.mac.hw() }
 
-// MTU returns the MTU of the device: Config.MTU, or the underlay MTU minus Overhead.
+// MTU returns the MTU of the device: Config.MTU, or the underlay MTU minus the VXLAN overhead.
 func (b *Backend) MTU() int { return b.mtu }
 
 // LocalIP returns the local VTEP address: Config.LocalIP or the one found on the underlay link.

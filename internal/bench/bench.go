@@ -24,10 +24,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-net/weft/internal/lab"
+	"github.com/weft-net/weft/internal/nsutil"
 )
-
-// ErrNotRoot is returned when the run cannot create namespaces.
-var ErrNotRoot = errors.New("weft-bench builds network namespaces and runs weftd: run it as root")
 
 // runner is one run in progress.
 type runner struct {
@@ -50,8 +48,8 @@ func Run(ctx context.Context, cfg *Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if os.Geteuid() != 0 {
-		return ErrNotRoot
+	if err := nsutil.CheckRoot(); err != nil {
+		return err
 	}
 	c := *cfg
 	if c.Log == nil {

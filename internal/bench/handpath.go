@@ -16,13 +16,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-net/weft/internal/nsutil"
+	"github.com/weft-net/weft/subnet"
 )
 
 // ErrTopology marks a failure to build or change a benchmark topology.
 var ErrTopology = errors.New("topology")
-
-// vxlanOverhead is what VXLAN over IPv4 adds to a frame: outer IPv4, UDP, VXLAN, inner Ethernet.
-const vxlanOverhead = 50
 
 // handPath is the reference datapath: weft's topology built by hand, without weft. An underlay
 // namespace holds a bridge; each of two node namespaces has a veth on it, a VXLAN device, a pod
@@ -121,7 +119,7 @@ func (hp *handPath) buildNode(i int) error {
 			return err
 		}
 		vx := &netlink.Vxlan{
-			LinkAttrs: netlink.LinkAttrs{Name: "vx0", MTU: 1500 - vxlanOverhead, HardwareAddr: handMAC(i)},
+			LinkAttrs: netlink.LinkAttrs{Name: "vx0", MTU: 1500 - subnet.VXLANOverheadIPv4, HardwareAddr: handMAC(i)},
 			VxlanId:   1, VtepDevIndex: eth0.Attrs().Index, SrcAddr: hp.nodeIP[i].AsSlice(), Port: 8472,
 		}
 		if err := h.LinkAdd(vx); err != nil {
@@ -130,7 +128,7 @@ func (hp *handPath) buildNode(i int) error {
 		if err := addAddr(h, "vx0", netip.PrefixFrom(sn.Addr(), 32)); err != nil {
 			return err
 		}
-		if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br1", MTU: 1500 - vxlanOverhead}}); err != nil {
+		if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br1", MTU: 1500 - subnet.VXLANOverheadIPv4}}); err != nil {
 			return fmt.Errorf("pod bridge: %w", err)
 		}
 		if err := addAddr(h, "br1", netip.PrefixFrom(sn.Addr().Next(), 24)); err != nil {
@@ -141,7 +139,7 @@ func (hp *handPath) buildNode(i int) error {
 			return err
 		}
 		if err := h.LinkAdd(&netlink.Veth{
-			LinkAttrs: netlink.LinkAttrs{Name: "hv", MTU: 1500 - vxlanOverhead, MasterIndex: br.Attrs().Index},
+			LinkAttrs: netlink.LinkAttrs{Name: "hv", MTU: 1500 - subnet.VXLANOverheadIPv4, MasterIndex: br.Attrs().Index},
 			PeerName:  "eth0", PeerNamespace: netlink.NsFd(int(pod.Fd())),
 		}); err != nil {
 			return fmt.Errorf("pod veth: %w", err)
@@ -198,7 +196,7 @@ func (hp *handPath) joinPeer(i, j int) error {
 
 // setMTU sets the underlay MTU and, VXLAN's overhead below it, the overlay MTU of every link.
 func (hp *handPath) setMTU(underlay int) error {
-	overlay := underlay - vxlanOverhead
+	overlay := underlay - subnet.VXLANOverheadIPv4
 	steps := []struct {
 		netns string
 		mtu   int

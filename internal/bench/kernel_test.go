@@ -12,7 +12,9 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weft-net/weft/internal/lab"
+	"github.com/weft-net/weft/internal/nstest"
 	"github.com/weft-net/weft/internal/nsutil"
+	"github.com/weft-net/weft/subnet"
 	"github.com/weft-net/weft/vxlan"
 )
 
@@ -20,9 +22,7 @@ import (
 // pod reaches the other node's pod through it at both MTUs, that the route watch sees weft's
 // routes come and go (and ignores others), and that the registry removes every namespace.
 func TestHandPathAndRouteWatch(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds network namespaces, veths, bridges and VXLAN devices")
-	}
+	nstest.RequireRoot(t)
 	reg := newRegistry(t.TempDir())
 	t.Cleanup(func() {
 		if err := reg.close(); err != nil {
@@ -47,8 +47,8 @@ func TestHandPathAndRouteWatch(t *testing.T) {
 				l, err := h.LinkByName("vx0")
 				got = l.Attrs().MTU
 				return err
-			}); err != nil || got != mtu-vxlanOverhead {
-				t.Errorf("underlay MTU %d: VXLAN device MTU %d (%v), want %d", mtu, got, err, mtu-vxlanOverhead)
+			}); err != nil || got != mtu-subnet.VXLANOverheadIPv4 {
+				t.Errorf("underlay MTU %d: VXLAN device MTU %d (%v), want %d", mtu, got, err, mtu-subnet.VXLANOverheadIPv4)
 			}
 		}
 	})

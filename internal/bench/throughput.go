@@ -18,6 +18,7 @@ import (
 
 	"github.com/weft-net/weft/internal/lab"
 	"github.com/weft-net/weft/internal/nsutil"
+	"github.com/weft-net/weft/subnet"
 )
 
 // Throughput paths.
@@ -290,7 +291,7 @@ func (r *runner) jumbo(ctx context.Context, f *fabric, hp *handPath, cross []pat
 		if err := l.StartWeftd(node); err != nil {
 			return nil, err
 		}
-		if err := waitEnvMTU(ctx, l, node, mtu-vxlanOverhead); err != nil {
+		if err := waitEnvMTU(ctx, l, node, mtu-subnet.VXLANOverheadIPv4); err != nil {
 			return nil, err
 		}
 		p, err := addPod(ctx, l, node)

@@ -66,7 +66,7 @@ func checkKeys(cfg *subnet.Config, cfgErr error, entries []keyEntry) []problem {
 	}
 	// Keys sorted by address: a key overlapping an earlier one starts inside the earlier one that
 	// reaches furthest.
-	slices.SortStableFunc(named, func(a, b *keyEntry) int { return comparePrefix(a.Subnet, b.Subnet) })
+	slices.SortStableFunc(named, func(a, b *keyEntry) int { return a.Subnet.Compare(b.Subnet) })
 	reach := -1
 	for i, e := range named {
 		if reach >= 0 {
@@ -140,7 +140,7 @@ func compareSubnetStrings(a, b string) int {
 	if erra != nil || errb != nil {
 		return strings.Compare(a, b)
 	}
-	return comparePrefix(pa, pb)
+	return pa.Compare(pb)
 }
 
 func distinct[K comparable](g []*keyEntry, key func(*keyEntry) K) map[K]bool {

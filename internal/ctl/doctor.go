@@ -366,11 +366,11 @@ func (d *doctor) checkDevice(h *netlink.Handle, vx *netlink.Vxlan) {
 			bad = append(bad, fmt.Sprintf("lacks its address %s/32", e.Subnet.Addr()))
 		}
 	}
-	if under, err := h.LinkByIndex(vx.VtepDevIndex); err == nil && a.MTU > under.Attrs().MTU-vxlan.Overhead {
+	if under, err := h.LinkByIndex(vx.VtepDevIndex); err == nil && a.MTU > under.Attrs().MTU-subnet.VXLANOverheadIPv4 {
 		bad = append(bad, fmt.Sprintf("MTU %d exceeds underlay %s's MTU %d minus VXLAN's %d bytes: large packets are dropped",
-			a.MTU, under.Attrs().Name, under.Attrs().MTU, vxlan.Overhead))
+			a.MTU, under.Attrs().Name, under.Attrs().MTU, subnet.VXLANOverheadIPv4))
 		fix = fmt.Sprintf("set Backend.MTU in the network config (weftctl config set) or weftd's -mtu to at most %d, or to 0 for the underlay MTU minus %d; restart weftd, then the pods",
-			under.Attrs().MTU-vxlan.Overhead, vxlan.Overhead)
+			under.Attrs().MTU-subnet.VXLANOverheadIPv4, subnet.VXLANOverheadIPv4)
 	}
 	if own := d.ownEntry(); own != nil && own.Lease != nil {
 		l := own.Lease.Attrs
@@ -537,7 +537,7 @@ func sortedPrefixes[V any](m map[netip.Prefix]V) []netip.Prefix {
 	for k := range m {
 		out = append(out, k)
 	}
-	slices.SortFunc(out, comparePrefix)
+	slices.SortFunc(out, netip.Prefix.Compare)
 	return out
 }
 

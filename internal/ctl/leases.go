@@ -185,18 +185,11 @@ func compareEntries(a, b keyEntry) int {
 		}
 		return 1
 	case a.Subnet.IsValid():
-		if c := comparePrefix(a.Subnet, b.Subnet); c != 0 {
+		if c := a.Subnet.Compare(b.Subnet); c != 0 {
 			return c
 		}
 	}
 	return strings.Compare(a.Key, b.Key)
-}
-
-func comparePrefix(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return a.Bits() - b.Bits()
 }
 
 // parseSubnetArg reads a SUBNET argument: a CIDR (10.244.7.0/24), a key name (10.244.7.0-24) or a

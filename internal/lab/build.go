@@ -8,14 +8,14 @@ import (
 	"strings"
 )
 
-// Build compiles weftd, weftctl, the weft CNI plugin and portmap into dir, from the module whose
+// Build compiles weftd, weftctl, weft-demo, the weft CNI plugin and portmap into dir, from the module whose
 // root is moduleDir, for tests that run the real binaries.
 func Build(moduleDir, dir string) error {
 	builds := []struct {
 		env  []string
 		args []string
 	}{
-		{nil, []string{"build", "-o", dir + "/", "./cmd/weftd", "./cmd/weftctl"}},
+		{nil, []string{"build", "-o", dir + "/", "./cmd/weftd", "./cmd/weftctl", "./cmd/weft-demo"}},
 		// The CNI plugin runs once per pod operation: static, it starts faster.
 		{[]string{"CGO_ENABLED=0"}, []string{"build", "-o", dir + "/", "./cmd/weft"}},
 		{nil, []string{"build", "-o", filepath.Join(dir, "portmap"), "github.com/containernetworking/plugins/plugins/meta/portmap"}},

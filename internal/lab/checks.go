@@ -21,7 +21,7 @@ import (
 
 // WaitReady waits until node's weftd reports ready in its subnet file (WEFT_READY=true).
 func (l *Lab) WaitReady(ctx context.Context, node *Node, timeout time.Duration) error {
-	return waitFor(ctx, node.Name+" ready (see "+filepath.Join(node.Dir, "weftd.log")+")", timeout, func() error {
+	return untilDone(ctx, node.Name+" ready (see "+filepath.Join(node.Dir, "weftd.log")+")", timeout, func() error {
 		e, err := subnet.ReadEnvFile(filepath.Join(node.Dir, "subnet.env"))
 		if err != nil {
 			return err

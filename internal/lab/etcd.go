@@ -21,7 +21,7 @@ import (
 
 // ServeEtcd runs an embedded single-member etcd listening for clients on listen (ip:port), puts
 // networkConfig at <prefix>/config unless a config is there already, writes dataDir/ready and serves
-// until ctx ends. `weftctl demo etcd` runs it in the underlay namespace.
+// until ctx ends. `weft-demo etcd` runs it in the underlay namespace.
 func ServeEtcd(ctx context.Context, listen, dataDir, prefix, networkConfig string) error {
 	if _, err := subnet.ParseConfig([]byte(networkConfig)); err != nil {
 		return err

@@ -21,13 +21,13 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/weft-net/weft/internal/atomicfile"
 	"github.com/weft-net/weft/internal/nsutil"
+	"github.com/weft-net/weft/internal/poll"
 )
 
 // Errors.
 var (
-	// ErrNotRoot is returned when the lab is started by a user who cannot create namespaces.
-	ErrNotRoot = errors.New("the lab creates network namespaces and links: run it as root")
 	// ErrNoLab is returned by Load when no lab state exists in the directory.
 	ErrNoLab = errors.New("no lab is running here")
 )
@@ -121,11 +121,7 @@ func (l *Lab) save() error {
 	if err != nil {
 		return err
 	}
-	tmp := statePath(l.st.Dir) + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, statePath(l.st.Dir))
+	return atomicfile.Write(statePath(l.st.Dir), data, 0o600)
 }
 
 // Load opens the lab recorded in dir.
@@ -220,7 +216,7 @@ func (l *Lab) Down() error {
 	return errors.Join(errs...)
 }
 
-// ours reports whether pid is a process the lab started: weftd or `weftctl demo etcd`, with the
+// ours reports whether pid is a process the lab started: weftd or `weft-demo etcd`, with the
 // lab's dir on its command line.
 func ours(pid int, dir string) bool {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
@@ -230,8 +226,8 @@ func ours(pid int, dir string) bool {
 	args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
 	switch filepath.Base(args[0]) {
 	case "weftd":
-	case "weftctl":
-		if len(args) < 3 || args[1] != "demo" || args[2] != "etcd" {
+	case "weft-demo":
+		if len(args) < 2 || args[1] != "etcd" {
 			return false
 		}
 	default:
@@ -266,21 +262,8 @@ func stopProc(pid int, dir string, grace time.Duration) error {
 	return nil
 }
 
-// waitFor polls cond every 50 ms until it returns nil or ctx ends, returning the last error.
-func waitFor(ctx context.Context, what string, timeout time.Duration, cond func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: not within %v: %w", what, timeout, err)
-		case <-t.C:
-		}
-	}
+// untilDone is poll.Until without the duration.
+func untilDone(ctx context.Context, what string, timeout time.Duration, cond func() error) error {
+	_, err := poll.Until(ctx, what, timeout, cond)
+	return err
 }

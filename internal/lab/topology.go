@@ -44,8 +44,8 @@ func (l *Lab) underlayIP(host int) netip.Addr {
 // Up creates the underlay and starts etcd with the network config. On error, what was created is
 // removed again.
 func Up(ctx context.Context, o Options) (l *Lab, err error) {
-	if os.Geteuid() != 0 {
-		return nil, ErrNotRoot
+	if err := nsutil.CheckRoot(); err != nil {
+		return nil, err
 	}
 	o.setDefaults()
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
@@ -119,7 +119,7 @@ func (l *Lab) StartEtcd(ctx context.Context) error {
 	return l.startEtcd(ctx, ul)
 }
 
-// startEtcd runs `weftctl demo etcd` in the underlay namespace and waits until it answers.
+// startEtcd runs `weft-demo etcd` in the underlay namespace and waits until it answers.
 func (l *Lab) startEtcd(ctx context.Context, ul ns.NetNS) error {
 	dir := filepath.Join(l.st.Dir, "etcd")
 	listen := netip.AddrPortFrom(l.underlayIP(1), etcdPort).String()
@@ -127,13 +127,13 @@ func (l *Lab) startEtcd(ctx context.Context, ul ns.NetNS) error {
 	if err := os.Remove(filepath.Join(dir, "ready")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	cmd := exec.Command(filepath.Join(l.st.BinDir, "weftctl"), "demo", "etcd",
+	cmd := exec.Command(filepath.Join(l.st.BinDir, "weft-demo"), "etcd",
 		"-listen", listen, "-data-dir", dir, "-network-config", cfg)
 	if err := l.startProc(ul, "etcd", cmd, filepath.Join(l.st.Dir, "etcd.log")); err != nil {
 		return err
 	}
 	l.logf("• etcd: embedded, in a child process at %s (log %s)", l.EtcdEndpoint(), filepath.Join(l.st.Dir, "etcd.log"))
-	return waitFor(ctx, "etcd to answer", 30*time.Second, func() error {
+	return untilDone(ctx, "etcd to answer", 30*time.Second, func() error {
 		c, err := nsutil.Dialer(ul)(ctx, "tcp", listen)
 		if err != nil {
 			return err
@@ -307,7 +307,7 @@ func (l *Lab) StopWeftd(node *Node, sig syscall.Signal) error {
 	if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return err
 	}
-	return waitFor(context.Background(), "weftd to exit", 10*time.Second, func() error {
+	return untilDone(context.Background(), "weftd to exit", 10*time.Second, func() error {
 		if ours(pid, l.st.Dir) {
 			return fmt.Errorf("pid %d still running", pid)
 		}

@@ -3,35 +3,40 @@
 package nstest
 
 import (
+	"fmt"
 	"os"
+	"sync/atomic"
 	"testing"
 
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/containernetworking/plugins/pkg/testutils"
 
 	"github.com/weft-net/weft/internal/nsutil"
 )
 
-// RequireRoot skips the test with a clear message unless it runs as root.
+// RequireRoot skips the test, saying why, unless it runs as root.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, links and rules (run `sudo make test`)")
+	if err := nsutil.CheckRoot(); err != nil {
+		t.Skipf("skipped: %v (run `sudo make test`)", err)
 	}
 }
 
-// New creates a network namespace that is removed when t ends.
+var count atomic.Int64
+
+// New creates a named network namespace (weft-t<pid>-<n> in /run/netns, so processes and CNI
+// runtimes can be pointed at its path) that is removed when t ends. It skips t when not root.
 func New(t testing.TB) ns.NetNS {
 	t.Helper()
 	RequireRoot(t)
-	n, err := testutils.NewNS()
+	name := fmt.Sprintf("weft-t%d-%d", os.Getpid(), count.Add(1))
+	n, err := nsutil.Create(name)
 	if err != nil {
 		t.Fatalf("create netns: %v", err)
 	}
 	t.Cleanup(func() {
 		n.Close()
 		if err := nsutil.Remove(n.Path()); err != nil {
-			t.Errorf("remove netns: %v", err)
+			t.Errorf("remove netns %s: %v", name, err)
 		}
 	})
 	return n

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netns"
@@ -20,12 +21,64 @@ import (
 // Dir is where named namespaces are bind-mounted, as iproute2 does.
 const Dir = "/run/netns"
 
+// ErrNotRoot marks a process that cannot create namespaces, links and rules.
+var ErrNotRoot = errors.New("needs root: creates network namespaces, links and rules")
+
+// CheckRoot returns ErrNotRoot unless the process runs as root.
+func CheckRoot() error {
+	if os.Geteuid() != 0 {
+		return ErrNotRoot
+	}
+	return nil
+}
+
 // Path returns the bind-mount path of the named namespace.
 func Path(name string) string { return filepath.Join(Dir, name) }
+
+var (
+	runDirOnce sync.Once
+	runDirErr  error
+)
+
+// ensureRunDir makes Dir a shared mount point of its own, as `ip netns add` does, before this
+// process mounts a namespace there. Whoever turns a plain Dir into a mount point later would bind
+// it over itself and hide the namespaces mounted under it until then: they could then be neither
+// unmounted nor removed, and outlive their tests. A lock file keeps weft's processes from doing it
+// twice at once.
+func ensureRunDir() error {
+	runDirOnce.Do(func() {
+		if runDirErr = os.MkdirAll(Dir, 0o755); runDirErr != nil {
+			return
+		}
+		lock, err := os.OpenFile(filepath.Join(filepath.Dir(Dir), ".weft-netns.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			runDirErr = err
+			return
+		}
+		defer lock.Close()
+		if runDirErr = unix.Flock(int(lock.Fd()), unix.LOCK_EX); runDirErr != nil {
+			return
+		}
+		// Making it shared fails with EINVAL while Dir is no mount point.
+		if err := unix.Mount("", Dir, "none", unix.MS_SHARED|unix.MS_REC, ""); !errors.Is(err, unix.EINVAL) {
+			runDirErr = err
+			return
+		}
+		if err := unix.Mount(Dir, Dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			runDirErr = fmt.Errorf("bind %s onto itself: %w", Dir, err)
+			return
+		}
+		runDirErr = unix.Mount("", Dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	})
+	return runDirErr
+}
 
 // Create creates the named namespace and returns it open. An existing namespace of that name is an
 // error wrapping os.ErrExist.
 func Create(name string) (ns.NetNS, error) {
+	if err := ensureRunDir(); err != nil {
+		return nil, fmt.Errorf("create netns %s: %w", name, err)
+	}
 	if _, err := os.Stat(Path(name)); err == nil {
 		return nil, fmt.Errorf("netns %s: %w", name, os.ErrExist)
 	}

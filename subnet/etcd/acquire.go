@@ -10,10 +10,11 @@ import (
 	"slices"
 	"time"
 
-	"github.com/weft-net/weft/subnet"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weft-net/weft/subnet"
 )
 
 // entry is one key under SubnetsPrefix.

@@ -9,9 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/weft-net/weft/subnet"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weft-net/weft/subnet"
 )
 
 // Reserve reserves subnet s for the node attrs.NodeName: a key with no etcd lease, which never

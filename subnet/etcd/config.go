@@ -68,7 +68,7 @@ func (m *Manager) WaitConfig(ctx context.Context) (*subnet.Config, error) {
 			m.log.Warn("waiting for network config", "key", m.ConfigKey(), "reason", reason, "err", err)
 		}
 		lastErr = err
-		if !bo.wait(ctx) {
+		if !bo.Wait(ctx) {
 			return nil, giveUp()
 		}
 	}

@@ -11,11 +11,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/weft-net/weft/subnet"
-	"github.com/weft-net/weft/subnet/etcd"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weft-net/weft/subnet"
+	"github.com/weft-net/weft/subnet/etcd"
 )
 
 // flannelDump is `etcdctl get --prefix /coreos.com/network -w json` taken from two flannel v0.28.9

@@ -6,8 +6,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/weft-net/weft/subnet"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/weft-net/weft/subnet"
 )
 
 // offline returns a manager for the functions that need no etcd.

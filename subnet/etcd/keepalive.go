@@ -7,9 +7,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/weft-net/weft/subnet"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weft-net/weft/subnet"
 )
 
 // errRewatch asks guard to read its key again and watch from there.
@@ -56,7 +57,7 @@ func (m *Manager) renew(ctx context.Context, l *subnet.Lease) error {
 		}
 		for resp := range ch {
 			m.observe(nil)
-			bo.reset()
+			bo.Reset()
 			m.expiry.Store(time.Now().Add(time.Duration(resp.TTL) * time.Second).UnixNano())
 		}
 		if ctx.Err() != nil {
@@ -76,7 +77,7 @@ func (m *Manager) renew(ctx context.Context, l *subnet.Lease) error {
 		default:
 			m.logRetry("cannot renew the subnet lease, retrying", err, "subnet", l.Subnet)
 		}
-		if !bo.wait(ctx) {
+		if !bo.Wait(ctx) {
 			return nil
 		}
 	}
@@ -97,12 +98,12 @@ func (m *Manager) guard(ctx context.Context, l *subnet.Lease) error {
 			return nil
 		case err != nil:
 			m.logRetry("cannot read the own subnet key, retrying", err, "key", key)
-			if !bo.wait(ctx) {
+			if !bo.Wait(ctx) {
 				return nil
 			}
 			continue
 		}
-		bo.reset()
+		bo.Reset()
 		err = m.follow(ctx, key, rev, l, tick.C)
 		switch {
 		case errors.Is(err, ErrLeaseLost):

@@ -2,6 +2,7 @@ package etcd_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/weft-net/weft/internal/etcdtest"
+	"github.com/weft-net/weft/internal/poll"
 	"github.com/weft-net/weft/subnet"
 	"github.com/weft-net/weft/subnet/etcd"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // srv is the etcd server every test of the package shares; each test works under its own prefix.
@@ -140,11 +143,12 @@ func render(ls etcd.LeaseSet) string {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
+	if _, err := poll.Until(context.Background(), what, d, func() error {
+		if !cond() {
+			return errors.New("condition false")
 		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -10,17 +10,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/weft-net/weft/subnet"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/weft-net/weft/internal/backoff"
+	"github.com/weft-net/weft/subnet"
 )
 
 // Sentinel errors; every error the package returns for these conditions wraps one of them.
@@ -181,33 +182,9 @@ func nextAttrVersion(prev int64) int64 {
 	return max(time.Now().UnixNano(), prev+1)
 }
 
-// backoff is an exponential delay with jitter between RetryMin and RetryMax.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func (m *Manager) newBackoff() *backoff {
-	return &backoff{min: m.opts.RetryMin, max: m.opts.RetryMax}
-}
-
-func (b *backoff) reset() { b.cur = 0 }
-
-// wait sleeps for the next delay; false when ctx ends first.
-func (b *backoff) wait(ctx context.Context) bool {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	d := b.cur/2 + rand.N(b.cur/2+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+// newBackoff is the jittered retry delay between RetryMin and RetryMax.
+func (m *Manager) newBackoff() *backoff.Backoff {
+	return &backoff.Backoff{Min: m.opts.RetryMin, Max: m.opts.RetryMax, Jitter: true}
 }
 
 // keySubnet parses the subnet named by a key under SubnetsPrefix.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/weft-net/weft/internal/atomicfile"
 	"github.com/weft-net/weft/subnet"
 )
 
@@ -81,7 +82,7 @@ func (m *Manager) writeState(l *subnet.Lease) error {
 	if err != nil {
 		return err
 	}
-	if err := subnet.WriteFileAtomic(path, append(data, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("writing local state: %w", err)
 	}
 	return nil

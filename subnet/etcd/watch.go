@@ -10,10 +10,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/weft-net/weft/subnet"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weft-net/weft/subnet"
 )
 
 // LeaseSet is every key under SubnetsPrefix at one revision: the leases whose value parses, sorted
@@ -38,22 +39,6 @@ type Malformed struct {
 	Err error
 }
 
-// Lookup returns the lease of s, if the set has one.
-func (ls *LeaseSet) Lookup(s netip.Prefix) (subnet.Lease, bool) {
-	i, ok := slices.BinarySearchFunc(ls.Leases, s, func(l subnet.Lease, s netip.Prefix) int { return comparePrefix(l.Subnet, s) })
-	if !ok {
-		return subnet.Lease{}, false
-	}
-	return ls.Leases[i], true
-}
-
-func comparePrefix(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return a.Bits() - b.Bits()
-}
-
 // leaseSet builds the set from the keys in kvs (any order).
 func (m *Manager) leaseSet(kvs []*mvccpb.KeyValue, rev int64) LeaseSet {
 	ls := LeaseSet{Revision: rev}
@@ -69,7 +54,7 @@ func (m *Manager) leaseSet(kvs []*mvccpb.KeyValue, rev int64) LeaseSet {
 		}
 		ls.Malformed = append(ls.Malformed, Malformed{Key: key, Subnet: s, EtcdLease: kv.Lease, ModRevision: kv.ModRevision, Err: err})
 	}
-	slices.SortFunc(ls.Leases, func(a, b subnet.Lease) int { return comparePrefix(a.Subnet, b.Subnet) })
+	slices.SortFunc(ls.Leases, func(a, b subnet.Lease) int { return a.Subnet.Compare(b.Subnet) })
 	slices.SortFunc(ls.Malformed, func(a, b Malformed) int { return strings.Compare(a.Key, b.Key) })
 	return ls
 }
@@ -130,12 +115,12 @@ func (m *Manager) Watch(ctx context.Context, fn func(LeaseSet)) error {
 		}
 		if err != nil {
 			m.logRetry("cannot list leases, retrying", err, "prefix", m.SubnetsPrefix())
-			if !bo.wait(ctx) {
+			if !bo.Wait(ctx) {
 				return nil
 			}
 			continue
 		}
-		bo.reset()
+		bo.Reset()
 		w.kvs = make(map[string]*mvccpb.KeyValue, len(resp.Kvs))
 		for _, kv := range resp.Kvs {
 			w.kvs[string(kv.Key)] = kv
@@ -151,7 +136,7 @@ func (m *Manager) Watch(ctx context.Context, fn func(LeaseSet)) error {
 			continue
 		}
 		m.log.Warn("lease watch ended; listing again", "revision", w.rev, "err", err)
-		if !bo.wait(ctx) {
+		if !bo.Wait(ctx) {
 			return nil
 		}
 	}

@@ -12,10 +12,11 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/weft-net/weft/internal/etcdtest"
 	"github.com/weft-net/weft/subnet"
 	"github.com/weft-net/weft/subnet/etcd"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // watching records what a background Watch reports.

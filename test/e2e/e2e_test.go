@@ -16,6 +16,7 @@ import (
 
 	"github.com/weft-net/weft/internal/lab"
 	"github.com/weft-net/weft/internal/labtest"
+	pollpkg "github.com/weft-net/weft/internal/poll"
 	"github.com/weft-net/weft/subnet"
 )
 
@@ -70,19 +71,14 @@ func env(t *testing.T, l *lab.Lab, n *lab.Node) *subnet.Env {
 	return e
 }
 
-// poll retries cond every 50 ms until it returns nil or timeout passes.
+// poll retries cond until it returns nil or timeout passes, and returns how long that took.
 func poll(t *testing.T, what string, timeout time.Duration, cond func() error) time.Duration {
 	t.Helper()
-	start := time.Now()
-	var err error
-	for time.Since(start) < timeout {
-		if err = cond(); err == nil {
-			return time.Since(start)
-		}
-		time.Sleep(50 * time.Millisecond)
+	took, err := pollpkg.Until(context.Background(), what, timeout, cond)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("%s: not within %v: %v", what, timeout, err)
-	return 0
+	return took
 }
 
 // TestFabric checks the Kubernetes network model on a 3-node fabric: every pod reaches every pod and
