@@ -12,6 +12,7 @@ import (
 	"time"
 
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
+	"github.com/weft-net/weft/vxlan"
 
 	"github.com/weft-net/weft/internal/etcdclient"
 	"github.com/weft-net/weft/internal/flagenv"
@@ -48,6 +49,7 @@ type Config struct {
 	RulesInterval     time.Duration
 	ProbeInterval     time.Duration
 	DeviceName        string
+	RouteProtocol     int
 	MTU               int
 	TxChecksumOffload string
 
@@ -80,13 +82,14 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (*C
 	fs.StringVar(&c.StateDir, "state-dir", DefaultStateDir, "directory for local state (lease, VTEP MAC)")
 	fs.BoolVar(&c.IPMasq, "ip-masq", true, "masquerade traffic from pods to outside the pod network")
 	fs.StringVar(&c.HealthAddr, "health-addr", nodeapi.DefaultHealthAddr, "listen address for /healthz, /readyz, /metrics and /debug/peers; empty disables")
-	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 24*time.Hour, "etcd lease TTL of the node's subnet")
-	fs.DurationVar(&c.ResyncInterval, "resync-interval", 30*time.Second, "full kernel-state resync period")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", weftetcd.DefaultTTL, "etcd lease TTL of the node's subnet")
+	fs.DurationVar(&c.ResyncInterval, "resync-interval", vxlan.DefaultResyncInterval, "full kernel-state resync period")
 	fs.DurationVar(&c.RulesInterval, "rules-interval", 10*time.Second, "iptables rules check period")
 	fs.DurationVar(&c.ProbeInterval, "probe-interval", 5*time.Second, "data-plane probe period per peer; 0 disables")
 	fs.StringVar(&c.DeviceName, "device", "", "VXLAN device name (default weft.<VNI>)")
+	fs.IntVar(&c.RouteProtocol, "route-protocol", vxlan.DefaultRouteProtocol, "route protocol number marking weft's routes (5-255; `ip route show proto N` lists them)")
 	fs.IntVar(&c.MTU, "mtu", 0, "VXLAN device MTU (default: network config's Backend.MTU, else underlay MTU - 50)")
-	fs.StringVar(&c.TxChecksumOffload, "tx-checksum-offload", "auto", "VXLAN device TX checksum offload: auto, on or off")
+	fs.StringVar(&c.TxChecksumOffload, "tx-checksum-offload", vxlan.TxChecksumAuto, "VXLAN device TX checksum offload: auto, on or off")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := flagenv.Parse(fs, args, getenv); err != nil {
@@ -134,13 +137,12 @@ func (c *Config) Validate() error {
 	bad := func(flagName string, val any, why string) error {
 		return fmt.Errorf("%w: -%s=%q: %s", ErrUsage, flagName, fmt.Sprint(val), why)
 	}
+	if err := c.Etcd.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
 	switch {
-	case len(c.Etcd.Endpoints) == 0:
-		return bad("etcd-endpoints", "", "at least one endpoint is needed")
 	case !strings.HasPrefix(c.EtcdPrefix, "/") || strings.HasSuffix(c.EtcdPrefix, "/"):
 		return bad("etcd-prefix", c.EtcdPrefix, "must start with / and not end with /")
-	case (c.Etcd.CertFile == "") != (c.Etcd.KeyFile == ""):
-		return bad("etcd-cert", c.Etcd.CertFile, "-etcd-cert and -etcd-key go together")
 	case c.NodeName == "" || len(c.NodeName) > 253 || strings.ContainsAny(c.NodeName, " \t\n/"):
 		return bad("node-name", c.NodeName, "not a valid node name")
 	case c.SubnetFile == "":
@@ -155,10 +157,14 @@ func (c *Config) Validate() error {
 		return bad("rules-interval", c.RulesInterval, "must be at least 1s")
 	case c.ProbeInterval < 0:
 		return bad("probe-interval", c.ProbeInterval, "must not be negative")
-	case c.TxChecksumOffload != "auto" && c.TxChecksumOffload != "on" && c.TxChecksumOffload != "off":
-		return bad("tx-checksum-offload", c.TxChecksumOffload, "want auto, on or off")
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return bad("log-format", c.LogFormat, "want text or json")
+	}
+	if err := vxlan.CheckTxChecksum(c.TxChecksumOffload); err != nil {
+		return bad("tx-checksum-offload", c.TxChecksumOffload, err.Error())
+	}
+	if err := vxlan.CheckRouteProtocol(c.RouteProtocol); err != nil {
+		return bad("route-protocol", c.RouteProtocol, err.Error())
 	}
 	if c.MTU != 0 {
 		if err := subnet.CheckMTU(c.MTU); err != nil {

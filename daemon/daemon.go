@@ -90,7 +90,7 @@ func (d *Daemon) run(ctx context.Context) error {
 		return err
 	}
 	defer nsh.Close()
-	ul, err := findUnderlay(h, cfg.Iface, cfg.PublicIP)
+	ul, err := vxlan.FindUnderlay(h, cfg.Iface, cfg.PublicIP)
 	if err != nil {
 		return err
 	}
@@ -101,10 +101,10 @@ func (d *Daemon) run(ctx context.Context) error {
 	}
 	gossipAddr := cfg.GossipBind
 	if !gossipAddr.IsValid() {
-		gossipAddr = netip.AddrPortFrom(ul.publicIP, gossip.DefaultBindPort)
+		gossipAddr = netip.AddrPortFrom(ul.IP, gossip.DefaultBindPort)
 	}
 	d.attrs = subnet.LeaseAttrs{
-		PublicIP: ul.publicIP, BackendType: subnet.BackendVXLAN, VNI: d.netCfg.Backend.VNI, VtepMAC: mac,
+		PublicIP: ul.IP, BackendType: subnet.BackendVXLAN, VNI: d.netCfg.Backend.VNI, VtepMAC: mac,
 		Format: subnet.LeaseFormat, NodeName: cfg.NodeName, GossipAddr: gossipAddr,
 	}
 	// 2. The lease.
@@ -115,7 +115,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	d.lease.Store(lease)
 	d.leaseHeld.Store(held)
 	if held {
-		d.log.Info("subnet lease held", "subnet", lease.Subnet, "public_ip", ul.publicIP, "vtep_mac", mac.String(), "etcd_lease", fmt.Sprintf("%x", lease.EtcdLease))
+		d.log.Info("subnet lease held", "subnet", lease.Subnet, "public_ip", ul.IP, "vtep_mac", mac.String(), "etcd_lease", fmt.Sprintf("%x", lease.EtcdLease))
 	}
 	// 3. The device.
 	vcfg.Subnet = lease.Subnet
@@ -150,7 +150,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	d.view.SetLocalSubnet(lease.Subnet)
 	gcfg := gossip.DefaultConfig()
 	gcfg.NodeName, gcfg.KeyFile, gcfg.Label, gcfg.Join, gcfg.Logger = cfg.NodeName, cfg.GossipKeyFile, cfg.GossipLabel, cfg.Join, d.log
-	gcfg.BindAddr, gcfg.BindPort, gcfg.AdvertiseAddr = gossipAddr.Addr(), int(gossipAddr.Port()), ul.publicIP
+	gcfg.BindAddr, gcfg.BindPort, gcfg.AdvertiseAddr = gossipAddr.Addr(), int(gossipAddr.Port()), ul.IP
 	if d.member, err = gossip.NewMember(gcfg, d.view); err != nil {
 		return err
 	}
@@ -183,17 +183,17 @@ func (d *Daemon) run(ctx context.Context) error {
 	return err
 }
 
-func (d *Daemon) vxlanConfig(ul underlay) vxlan.Config {
+func (d *Daemon) vxlanConfig(ul vxlan.Underlay) vxlan.Config {
 	mtu := d.cfg.MTU
 	if mtu == 0 {
 		mtu = d.netCfg.Backend.MTU
 	}
 	return vxlan.Config{
 		Device: d.cfg.DeviceName, VNI: d.netCfg.Backend.VNI, Port: d.netCfg.Backend.Port, MTU: mtu,
-		UnderlayLink: ul.link, LocalIP: ul.publicIP,
+		UnderlayLink: ul.Link, LocalIP: ul.IP,
 		GBP: d.netCfg.Backend.GBP, Learning: d.netCfg.Backend.Learning, DirectRouting: d.netCfg.Backend.DirectRouting,
 		TxChecksumOffload: d.cfg.TxChecksumOffload, StateDir: d.cfg.StateDir, NodeName: d.cfg.NodeName,
-		ResyncInterval: d.cfg.ResyncInterval, Logger: d.log,
+		ResyncInterval: d.cfg.ResyncInterval, RouteProtocol: d.cfg.RouteProtocol, Logger: d.log,
 	}
 }
 

@@ -21,7 +21,6 @@ import (
 	"github.com/weft-net/weft/internal/nodeapi"
 	"github.com/weft-net/weft/internal/nstest"
 	"github.com/weft-net/weft/internal/poll"
-	"github.com/weft-net/weft/subnet"
 )
 
 var (
@@ -91,10 +90,8 @@ func TestTwoNodes(t *testing.T) {
 		t.Errorf("subnets %s and %s", e1.Subnet, e2.Subnet)
 	}
 	for i, pair := range [][2]int{{0, 1}, {1, 0}} {
-		other := []*subnet.Env{e1, e2}[pair[1]]
-		r, nb, fdb, err := l.PeerEntries(nodes[pair[0]], other.Subnet)
-		if err != nil || !r || !nb || !fdb {
-			t.Errorf("%s's entries for %s: route %v neigh %v fdb %v (%v)", nodes[pair[0]].Name, other.Subnet, r, nb, fdb, err)
+		if err := l.CheckPeerNode(nodes[pair[0]], nodes[pair[1]]); err != nil {
+			t.Error(err)
 		}
 		n, _ := l.NS(pods[pair[0]].Netns)
 		if err := lab.Ping(n, pods[pair[1]].IP, i, 2*time.Second); err != nil {
@@ -161,11 +158,17 @@ func TestRestartKeepsDatapath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e2, err := l.Env(nodes[1])
+	macBefore, err := os.ReadFile(filepath.Join(nodes[0].Dir, "state", "weft.1.mac"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	macBefore, err := os.ReadFile(filepath.Join(nodes[0].Dir, "state", "weft.1.mac"))
+	// Each node must keep programming the other as it was before the restarts: same subnet, MAC and
+	// address.
+	want1, err := l.PeerOf(nodes[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want2, err := l.PeerOf(nodes[1])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,9 +186,7 @@ func TestRestartKeepsDatapath(t *testing.T) {
 						return
 					case <-time.After(10 * time.Millisecond):
 					}
-					r, nb, fdb, err := l.PeerEntries(nodes[1], e1.Subnet)
-					r2, nb2, fdb2, err2 := l.PeerEntries(nodes[0], e2.Subnet)
-					if err != nil || err2 != nil || !r || !nb || !fdb || !r2 || !nb2 || !fdb2 {
+					if l.CheckPeer(nodes[1], want1) != nil || l.CheckPeer(nodes[0], want2) != nil {
 						missing.Add(1)
 					}
 				}

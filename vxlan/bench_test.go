@@ -45,18 +45,18 @@ func benchBackend(b *testing.B) (*node, *Backend) {
 	return n, be
 }
 
-// countEntries counts weft's entries in the kernel: permanent neighbours and FDB entries on the
-// device, and routes with weft's protocol.
+// countEntries counts weft's entries in the kernel, as Ownership.Dump finds them.
 func countEntries(b *testing.B, n *node) int {
 	b.Helper()
-	idx := n.link(b, "weft.1").Attrs().Index
-	neigh, err1 := n.h.NeighList(idx, netlink.FAMILY_V4)
-	fdb, err2 := n.h.NeighList(idx, unix.AF_BRIDGE)
-	routes, err3 := n.h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: DefaultRouteProtocol}, netlink.RT_FILTER_PROTOCOL)
-	if err1 != nil || err2 != nil || err3 != nil {
-		b.Fatal(err1, err2, err3)
+	o, err := OwnershipOf(n.h, "weft.1", DefaultRouteProtocol)
+	if err != nil {
+		b.Fatal(err)
 	}
-	return len(neigh) + len(fdb) + len(routes)
+	owned, err := o.Dump(n.h)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return len(owned.Neigh) + len(owned.FDB) + len(owned.Routes)
 }
 
 func setPeers(b *testing.B, be *Backend, peers []backend.Peer) {

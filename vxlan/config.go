@@ -49,13 +49,10 @@ type Config struct {
 	Port int
 	// MTU of the device; 0 means the underlay link's MTU minus subnet.VXLANOverheadIPv4.
 	MTU int
-	// UnderlayLink names the link that carries VXLAN traffic. UnderlayIndex selects it by index
-	// instead. With neither, the link holding LocalIP is used.
-	UnderlayLink  string
-	UnderlayIndex int
-	// LocalIP is the node's underlay IPv4 address, the local VTEP address. When unset, the first
-	// global IPv4 address of the underlay link is used.
-	LocalIP netip.Addr
+	// UnderlayLink names the link that carries VXLAN traffic, LocalIP the node's underlay IPv4
+	// address (the local VTEP address); either may be left out, as FindUnderlay says.
+	UnderlayLink string
+	LocalIP      netip.Addr
 	// Subnet is this node's pod CIDR; the device gets its network address as a /32.
 	Subnet netip.Prefix
 	// GBP enables VXLAN Group Based Policy extension.
@@ -88,7 +85,7 @@ func (c *Config) SetDefaults() {
 		c.VNI = DefaultVNI
 	}
 	if c.Device == "" {
-		c.Device = fmt.Sprintf("weft.%d", c.VNI)
+		c.Device = DeviceName(c.VNI)
 	}
 	if c.Port == 0 {
 		c.Port = DefaultPort
@@ -135,18 +132,10 @@ func (c *Config) Validate() error {
 			bad("UnderlayLink", "%v", err)
 		}
 	}
-	if c.UnderlayIndex < 0 {
-		bad("UnderlayIndex", "%d is negative", c.UnderlayIndex)
-	}
-	if c.UnderlayLink != "" && c.UnderlayIndex != 0 {
-		bad("UnderlayIndex", "set together with UnderlayLink %q; give only one", c.UnderlayLink)
-	}
 	if c.LocalIP.IsValid() {
 		if err := validUnicast4(c.LocalIP); err != nil {
 			bad("LocalIP", "%v", err)
 		}
-	} else if c.UnderlayLink == "" && c.UnderlayIndex == 0 {
-		bad("LocalIP", "required when neither UnderlayLink nor UnderlayIndex is set")
 	}
 	switch {
 	case !c.Subnet.IsValid():
@@ -158,10 +147,8 @@ func (c *Config) Validate() error {
 	case c.Subnet != c.Subnet.Masked():
 		bad("Subnet", "%s has host bits set (want %s)", c.Subnet, c.Subnet.Masked())
 	}
-	switch c.TxChecksumOffload {
-	case TxChecksumAuto, TxChecksumOn, TxChecksumOff:
-	default:
-		bad("TxChecksumOffload", "%q is not one of auto, on, off", c.TxChecksumOffload)
+	if err := CheckTxChecksum(c.TxChecksumOffload); err != nil {
+		bad("TxChecksumOffload", "%v", err)
 	}
 	if c.StateDir == "" && c.NodeName == "" {
 		bad("StateDir", "required when NodeName is empty, or the VTEP MAC would change on restart")
@@ -172,10 +159,28 @@ func (c *Config) Validate() error {
 	if c.Debounce < 0 {
 		bad("Debounce", "%v is negative", c.Debounce)
 	}
-	if c.RouteProtocol < 5 || c.RouteProtocol > 255 {
-		bad("RouteProtocol", "%d out of range 5..255 (0..4 are the kernel's own)", c.RouteProtocol)
+	if err := CheckRouteProtocol(c.RouteProtocol); err != nil {
+		bad("RouteProtocol", "%v", err)
 	}
 	return errors.Join(errs...)
+}
+
+// CheckTxChecksum checks a TxChecksumOffload mode.
+func CheckTxChecksum(mode string) error {
+	switch mode {
+	case TxChecksumAuto, TxChecksumOn, TxChecksumOff:
+		return nil
+	}
+	return fmt.Errorf("%q is not one of %s, %s, %s", mode, TxChecksumAuto, TxChecksumOn, TxChecksumOff)
+}
+
+// CheckRouteProtocol checks a route protocol number for weft's routes: 5 to 255, since 0 to 4 are
+// the kernel's own.
+func CheckRouteProtocol(p int) error {
+	if p < 5 || p > 255 {
+		return fmt.Errorf("%d out of range 5..255 (0..4 are the kernel's own)", p)
+	}
+	return nil
 }
 
 func validIfName(name string) error {

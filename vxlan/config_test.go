@@ -47,9 +47,6 @@ func TestConfigValidate(t *testing.T) {
 		{"device name too long", func(c *Config) { c.Device = "weft-is-too-long0" }, "Device"},
 		{"device name with slash", func(c *Config) { c.Device = "weft/1" }, "Device"},
 		{"underlay name with space", func(c *Config) { c.UnderlayLink = "eth 0" }, "UnderlayLink"},
-		{"negative underlay index", func(c *Config) { c.UnderlayIndex = -3 }, "UnderlayIndex"},
-		{"link name and index", func(c *Config) { c.UnderlayLink, c.UnderlayIndex = "eth0", 2 }, "UnderlayIndex"},
-		{"no underlay at all", func(c *Config) { c.LocalIP = netip.Addr{} }, "LocalIP"},
 		{"IPv6 local IP", func(c *Config) { c.LocalIP = netip.MustParseAddr("2001:db8::1") }, "LocalIP"},
 		{"multicast local IP", func(c *Config) { c.LocalIP = netip.MustParseAddr("239.1.1.1") }, "LocalIP"},
 		{"loopback local IP", func(c *Config) { c.LocalIP = netip.MustParseAddr("127.0.0.1") }, "LocalIP"},
@@ -81,7 +78,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestConfigValidateReportsEveryField(t *testing.T) {
-	c := Config{VNI: -1, Port: -1, TxChecksumOffload: "x", ResyncInterval: -1, RouteProtocol: 1}
+	c := Config{VNI: -1, Port: -1, LocalIP: netip.MustParseAddr("239.1.1.1"), TxChecksumOffload: "x", ResyncInterval: -1, RouteProtocol: 1}
 	err := c.Validate()
 	for _, field := range []string{"Device", "VNI", "Port", "LocalIP", "Subnet", "TxChecksumOffload", "StateDir", "ResyncInterval", "RouteProtocol"} {
 		if !strings.Contains(err.Error(), ": "+field+": ") {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -14,76 +13,21 @@ import (
 	"github.com/weft-net/weft/subnet"
 )
 
-// resolveUnderlay finds the underlay link (by name, index, or as the holder of LocalIP), the local
-// VTEP address and its subnet on that link, and the device MTU.
+// resolveUnderlay finds the underlay (FindUnderlay) and derives the device MTU from it.
 func (b *Backend) resolveUnderlay() error {
-	cfg := &b.cfg
-	var (
-		link netlink.Link
-		err  error
-	)
-	switch {
-	case cfg.UnderlayLink != "":
-		link, err = b.h.LinkByName(cfg.UnderlayLink)
-	case cfg.UnderlayIndex != 0:
-		link, err = b.h.LinkByIndex(cfg.UnderlayIndex)
-	default:
-		link, err = b.linkHolding(cfg.LocalIP)
-	}
+	u, err := FindUnderlay(b.h, b.cfg.UnderlayLink, b.cfg.LocalIP)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnderlay, err)
+		return err
 	}
-	attrs := link.Attrs()
-	addrs, err := b.h.AddrList(link, netlink.FAMILY_V4)
-	if err != nil {
-		return fmt.Errorf("%w: addresses of %s: %w", ErrUnderlay, attrs.Name, err)
-	}
-	for _, a := range addrs {
-		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok {
-			continue
-		}
-		ip = ip.Unmap()
-		ones, _ := a.Mask.Size()
-		switch {
-		case cfg.LocalIP.IsValid() && ip == cfg.LocalIP:
-		case !cfg.LocalIP.IsValid() && a.Scope == unix.RT_SCOPE_UNIVERSE:
-		default:
-			continue
-		}
-		b.localIP = ip
-		b.underlayNet = netip.PrefixFrom(ip, ones).Masked()
-		break
-	}
-	if !b.localIP.IsValid() {
-		if cfg.LocalIP.IsValid() {
-			return fmt.Errorf("%w: LocalIP %s is not an address of underlay link %s", ErrUnderlay, cfg.LocalIP, attrs.Name)
-		}
-		return fmt.Errorf("%w: underlay link %s has no global IPv4 address", ErrUnderlay, attrs.Name)
-	}
-	b.underlayIndex = attrs.Index
-	b.mtu = cfg.MTU
+	b.underlay = u
+	b.mtu = b.cfg.MTU
 	if b.mtu == 0 {
-		b.mtu = min(attrs.MTU, subnet.IPMaxMTU) - subnet.VXLANOverheadIPv4
+		b.mtu = min(u.MTU, subnet.IPMaxMTU) - subnet.VXLANOverheadIPv4
 		if err := subnet.CheckMTU(b.mtu); err != nil {
-			return fmt.Errorf("%w: MTU %d of underlay link %s leaves the device an MTU of %w", ErrUnderlay, attrs.MTU, attrs.Name, err)
+			return fmt.Errorf("%w: MTU %d of underlay link %s leaves the device an MTU of %w", ErrUnderlay, u.MTU, u.Link, err)
 		}
 	}
 	return nil
-}
-
-// linkHolding returns the link that has ip assigned.
-func (b *Backend) linkHolding(ip netip.Addr) (netlink.Link, error) {
-	addrs, err := b.h.AddrList(nil, netlink.FAMILY_V4)
-	if err != nil {
-		return nil, fmt.Errorf("list addresses: %w", err)
-	}
-	for _, a := range addrs {
-		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == ip {
-			return b.h.LinkByIndex(a.LinkIndex)
-		}
-	}
-	return nil, fmt.Errorf("no link has LocalIP %s", ip)
 }
 
 // ensureDeviceLocked makes the device exist with the configured parameters, MAC, MTU, address and up
@@ -151,11 +95,11 @@ func (b *Backend) ensureDeviceLocked() (int, error) {
 func (b *Backend) setMAC(link netlink.Link) error {
 	var keep []netlink.Neigh
 	if !b.peersKnown.Load() {
-		neighs, err := retryDump(func() ([]netlink.Neigh, error) { return b.h.NeighList(link.Attrs().Index, netlink.FAMILY_V4) })
+		owned, err := b.ownership(link.Attrs().Index).Dump(b.h)
 		if err != nil {
-			return fmt.Errorf("dump neighbours of %s: %w", b.cfg.Device, err)
+			return fmt.Errorf("%s: %w", b.cfg.Device, err)
 		}
-		keep = slices.DeleteFunc(neighs, func(n netlink.Neigh) bool { return !permanent(n.State) })
+		keep = owned.Neigh
 	}
 	if err := b.write(b.h.LinkSetHardwareAddr(link, b.mac.hw())); err != nil {
 		return fmt.Errorf("set MAC of %s to %s: %w", b.cfg.Device, b.mac, err)
@@ -183,10 +127,10 @@ func (b *Backend) incompatible(link netlink.Link) string {
 		return fmt.Sprintf("VNI %d, want %d", vx.VxlanId, b.cfg.VNI)
 	case vx.Port != b.cfg.Port:
 		return fmt.Sprintf("port %d, want %d", vx.Port, b.cfg.Port)
-	case src.Unmap() != b.localIP:
-		return fmt.Sprintf("local IP %s, want %s", vx.SrcAddr, b.localIP)
-	case vx.VtepDevIndex != b.underlayIndex:
-		return fmt.Sprintf("underlay link index %d, want %d", vx.VtepDevIndex, b.underlayIndex)
+	case src.Unmap() != b.underlay.IP:
+		return fmt.Sprintf("local IP %s, want %s", vx.SrcAddr, b.underlay.IP)
+	case vx.VtepDevIndex != b.underlay.Index:
+		return fmt.Sprintf("underlay link index %d, want %d", vx.VtepDevIndex, b.underlay.Index)
 	case vx.GBP != b.cfg.GBP:
 		return fmt.Sprintf("gbp %t, want %t", vx.GBP, b.cfg.GBP)
 	case vx.Learning != b.cfg.Learning:
@@ -209,8 +153,8 @@ func (b *Backend) createDevice() (netlink.Link, error) {
 	vx := &netlink.Vxlan{
 		LinkAttrs:    attrs,
 		VxlanId:      b.cfg.VNI,
-		VtepDevIndex: b.underlayIndex,
-		SrcAddr:      net.IP(b.localIP.AsSlice()),
+		VtepDevIndex: b.underlay.Index,
+		SrcAddr:      net.IP(b.underlay.IP.AsSlice()),
 		Port:         b.cfg.Port,
 		Learning:     b.cfg.Learning,
 		GBP:          b.cfg.GBP,

@@ -166,7 +166,7 @@ func TestUnderlayDetection(t *testing.T) {
 	}{
 		{"by local IP", func(c *Config) { c.LocalIP = netip.MustParseAddr("192.0.2.1") }, "192.0.2.1", 8950, false},
 		{"by link name", func(c *Config) { c.UnderlayLink = "u0" }, "192.0.2.1", 8950, false},
-		{"by link index", func(c *Config) { c.UnderlayIndex = n.link(t, "u0").Attrs().Index }, "192.0.2.1", 8950, false},
+		{"neither, no default route", func(*Config) {}, "", 0, true},
 		{"explicit MTU", func(c *Config) { c.UnderlayLink, c.MTU = "u0", 1300 }, "192.0.2.1", 1300, false},
 		{"unknown local IP", func(c *Config) { c.LocalIP = netip.MustParseAddr("192.0.2.77") }, "", 0, true},
 		{"local IP not on link", func(c *Config) { c.UnderlayLink, c.LocalIP = "u1", netip.MustParseAddr("192.0.2.1") }, "", 0, true},
@@ -191,6 +191,35 @@ func TestUnderlayDetection(t *testing.T) {
 				t.Fatalf("LocalIP %s MTU %d, want %s %d", b.LocalIP(), b.MTU(), tt.wantIP, tt.wantMTU)
 			}
 		})
+	}
+}
+
+// TestUnderlayDefaultRoute: with neither link nor address, the default route's link and its first
+// global address are the underlay; a jumbo underlay gives the device its MTU minus the overhead.
+func TestUnderlayDefaultRoute(t *testing.T) {
+	nstest.RequireRoot(t)
+	n := newNode(t)
+	withUnderlay(t, n, "192.0.2.1/24")
+	u0 := n.link(t, "u0")
+	if err := n.h.LinkSetMTU(u0, 9216); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.h.RouteAdd(&netlink.Route{LinkIndex: u0.Attrs().Index, Gw: net.ParseIP("192.0.2.254")}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := FindUnderlay(n.h, "", netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Link != "u0" || u.IP.String() != "192.0.2.1" || u.Net.String() != "192.0.2.0/24" || u.MTU != 9216 {
+		t.Fatalf("underlay %+v", u)
+	}
+	b, err := New(Config{Subnet: netip.MustParsePrefix("10.244.1.0/24"), NodeName: "n"}, n.h, n.nsh())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.MTU() != 9166 {
+		t.Fatalf("device MTU %d on a 9216 underlay, want 9166", b.MTU())
 	}
 }
 

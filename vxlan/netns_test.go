@@ -130,7 +130,8 @@ func peer(name, subnet, public, mac string) backend.Peer {
 
 // renderPeers renders, sorted, what the kernel holds for peers of device dev: its permanent IPv4
 // neighbours, its permanent self FDB entries, every main-table route on it and every route with
-// protocol proto anywhere.
+// protocol proto anywhere. On routes it reads wider than Ownership on purpose: a test must see the
+// foreign routes weft has to leave alone.
 func renderPeers(tb testing.TB, n *node, dev string, proto int) string {
 	tb.Helper()
 	l, err := n.h.LinkByName(dev)

@@ -111,7 +111,7 @@ func (b *Backend) buildDesired(peers []backend.Peer) (*desired, []error) {
 			continue
 		}
 		name := c.peer.Name
-		if b.cfg.DirectRouting && b.underlayNet.Contains(c.public) {
+		if b.cfg.DirectRouting && b.underlay.Net.Contains(c.public) {
 			d.routes[c.peer.Subnet] = routeSpec{peer: name, gw: c.public, direct: true}
 			continue
 		}
@@ -163,7 +163,7 @@ func (b *Backend) checkPeer(p backend.Peer) (checkedPeer, error) {
 	if err := validUnicast4(c.public); err != nil {
 		return c, peerError(p, "PublicIP: %v", err)
 	}
-	if c.public == b.localIP {
+	if c.public == b.underlay.IP {
 		return c, peerError(p, "PublicIP %s is this node's own address", c.public)
 	}
 	if err := validVtepMAC(p.VtepMAC); err != nil {

@@ -17,9 +17,8 @@ import (
 // 10.244.1.0/24, no kernel.
 func offlineBackend(direct bool) *Backend {
 	b := &Backend{
-		cfg:         Config{Subnet: netip.MustParsePrefix("10.244.1.0/24"), DirectRouting: direct},
-		localIP:     netip.MustParseAddr("192.0.2.1"),
-		underlayNet: netip.MustParsePrefix("192.0.2.0/24"),
+		cfg:      Config{Subnet: netip.MustParsePrefix("10.244.1.0/24"), DirectRouting: direct},
+		underlay: Underlay{IP: netip.MustParseAddr("192.0.2.1"), Net: netip.MustParsePrefix("192.0.2.0/24")},
 	}
 	copy(b.mac[:], []byte{0x02, 0xee, 0, 0, 0, 1})
 	return b

@@ -257,7 +257,7 @@ func (b *Backend) routeDrift(u netlink.RouteUpdate) bool {
 		return false
 	}
 	dev := int(b.devIndex.Load())
-	owned := b.owns(&u.Route, dev)
+	owned := b.ownership(dev).OwnsRoute(&u.Route)
 	spec, wanted := b.want.Load().routes[dst]
 	switch {
 	case !wanted:

@@ -11,48 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// dumpAttempts bounds the retries of a dump the kernel reports as interrupted (NLM_F_DUMP_INTR).
-const dumpAttempts = 5
-
-// kernelState is what the kernel holds for the device: one dump of each table.
-type kernelState struct {
-	neigh  []netlink.Neigh
-	fdb    []netlink.Neigh
-	routes []netlink.Route
-}
-
-// dump reads the device's IPv4 neighbours, its FDB and the main routing table, once each.
-func (b *Backend) dump(dev int) (kernelState, error) {
-	var (
-		ks  kernelState
-		err error
-	)
-	if ks.neigh, err = retryDump(func() ([]netlink.Neigh, error) { return b.h.NeighList(dev, netlink.FAMILY_V4) }); err != nil {
-		return ks, fmt.Errorf("dump neighbours of %s: %w", b.cfg.Device, err)
-	}
-	if ks.fdb, err = retryDump(func() ([]netlink.Neigh, error) { return b.h.NeighList(dev, unix.AF_BRIDGE) }); err != nil {
-		return ks, fmt.Errorf("dump FDB of %s: %w", b.cfg.Device, err)
-	}
-	filter := &netlink.Route{Table: unix.RT_TABLE_MAIN}
-	if ks.routes, err = retryDump(func() ([]netlink.Route, error) {
-		return b.h.RouteListFiltered(netlink.FAMILY_V4, filter, netlink.RT_FILTER_TABLE)
-	}); err != nil {
-		return ks, fmt.Errorf("dump main routing table: %w", err)
-	}
-	return ks, nil
-}
-
-func retryDump[T any](list func() ([]T, error)) ([]T, error) {
-	var err error
-	for range dumpAttempts {
-		var res []T
-		if res, err = list(); !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return res, err
-		}
-	}
-	return nil, err
-}
-
 // op is one planned kernel write.
 type op func() error
 
@@ -63,13 +21,13 @@ type op func() error
 // underlay link; nothing else is ever modified. Every possible write is attempted; the errors are
 // joined.
 func (b *Backend) syncPeers(dev int, d *desired) error {
-	ks, err := b.dump(dev)
+	ks, err := b.ownership(dev).Dump(b.h)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", b.cfg.Device, err)
 	}
-	neighAdds, neighDels := b.planNeigh(dev, ks.neigh, d)
-	fdbAdds, fdbDels := b.planFDB(dev, ks.fdb, d)
-	routeAdds, routeDels, errs := b.planRoutes(dev, ks.routes, d)
+	neighAdds, neighDels := b.planNeigh(dev, ks.Neigh, d)
+	fdbAdds, fdbDels := b.planFDB(dev, ks.FDB, d)
+	routeAdds, routeDels, errs := b.planRoutes(dev, ks, d)
 	for _, ops := range [][]op{neighAdds, fdbAdds, routeAdds, routeDels, fdbDels, neighDels} {
 		for _, o := range ops {
 			if err := o(); err != nil {
@@ -80,8 +38,8 @@ func (b *Backend) syncPeers(dev int, d *desired) error {
 	return errors.Join(errs...)
 }
 
-// planNeigh plans the permanent neighbour entries: desired ones missing or differing are set, other
-// permanent entries on the device deleted.
+// planNeigh plans the neighbour entries from the owned ones: desired ones missing or differing are
+// set, the other owned ones deleted.
 func (b *Backend) planNeigh(dev int, kernel []netlink.Neigh, d *desired) (adds, dels []op) {
 	have := make(map[netip.Addr]netlink.Neigh, len(kernel))
 	for _, n := range kernel {
@@ -90,7 +48,7 @@ func (b *Backend) planNeigh(dev int, kernel []netlink.Neigh, d *desired) (adds, 
 		}
 	}
 	for ip, spec := range d.neigh {
-		if n, ok := have[ip]; ok && permanent(n.State) && macOf(n.HardwareAddr) == spec.mac {
+		if n, ok := have[ip]; ok && macOf(n.HardwareAddr) == spec.mac {
 			continue
 		}
 		adds = append(adds, func() error {
@@ -105,7 +63,7 @@ func (b *Backend) planNeigh(dev int, kernel []netlink.Neigh, d *desired) (adds, 
 		})
 	}
 	for ip, n := range have {
-		if _, ok := d.neigh[ip]; ok || !permanent(n.State) {
+		if _, ok := d.neigh[ip]; ok {
 			continue
 		}
 		dels = append(dels, func() error {
@@ -127,10 +85,7 @@ func (b *Backend) planFDB(dev int, kernel []netlink.Neigh, d *desired) (adds, de
 	have := make(map[fdbKey]netlink.Neigh, len(kernel))
 	remotes := make(map[mac]int, len(kernel))
 	for _, n := range kernel {
-		ip, ok := addrOf(n.IP)
-		if !ok || len(n.HardwareAddr) != 6 || !permanent(n.State) || n.Flags&netlink.NTF_SELF == 0 {
-			continue
-		}
+		ip, _ := addrOf(n.IP)
 		have[fdbKey{macOf(n.HardwareAddr), ip}] = n
 		remotes[macOf(n.HardwareAddr)]++
 	}
@@ -168,17 +123,15 @@ func (b *Backend) planFDB(dev int, kernel []netlink.Neigh, d *desired) (adds, de
 }
 
 // planRoutes plans weft's routes and reports desired routes that foreign routes shadow.
-func (b *Backend) planRoutes(dev int, kernel []netlink.Route, d *desired) (adds, dels []op, errs []error) {
-	have := make(map[netip.Prefix][]netlink.Route, len(kernel))
+func (b *Backend) planRoutes(dev int, ks Owned, d *desired) (adds, dels []op, errs []error) {
+	have := make(map[netip.Prefix][]netlink.Route, len(ks.Routes))
+	for _, r := range ks.Routes {
+		dst, _ := prefixOf(r.Dst)
+		have[dst] = append(have[dst], r)
+	}
 	foreign := make(map[netip.Prefix]netlink.Route)
-	for _, r := range kernel {
-		dst, ok := prefixOf(r.Dst)
-		if !ok {
-			continue
-		}
-		if b.owns(&r, dev) {
-			have[dst] = append(have[dst], r)
-		} else if f, seen := foreign[dst]; !seen || r.Priority < f.Priority {
+	for _, r := range ks.foreign {
+		if dst, _ := prefixOf(r.Dst); foreign[dst].Dst == nil || r.Priority < foreign[dst].Priority {
 			foreign[dst] = r
 		}
 	}
@@ -231,11 +184,9 @@ func routeMetric(dst netip.Prefix) int {
 	return 1 + int(h%routeMetrics)
 }
 
-// owns reports whether weft owns the kernel route r: main table, weft's protocol, on the device or
-// the underlay link.
-func (b *Backend) owns(r *netlink.Route, dev int) bool {
-	return r.Table == unix.RT_TABLE_MAIN && int(r.Protocol) == b.cfg.RouteProtocol &&
-		(r.LinkIndex == dev || r.LinkIndex == b.underlayIndex)
+// ownership is the rule for what weft owns on device dev.
+func (b *Backend) ownership(dev int) Ownership {
+	return Ownership{Device: dev, Underlay: b.underlay.Index, RouteProtocol: b.cfg.RouteProtocol}
 }
 
 // route builds the desired kernel route to a peer subnet.
@@ -250,7 +201,7 @@ func (b *Backend) route(dev int, dst netip.Prefix, spec routeSpec) *netlink.Rout
 		Scope:    netlink.SCOPE_UNIVERSE,
 	}
 	if spec.direct {
-		r.LinkIndex = b.underlayIndex
+		r.LinkIndex = b.underlay.Index
 	} else {
 		r.LinkIndex = dev
 		r.Flags = int(netlink.FLAG_ONLINK)

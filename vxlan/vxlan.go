@@ -24,8 +24,6 @@ import (
 )
 
 var (
-	// ErrUnderlay marks a failure to find the underlay link, its address or its MTU.
-	ErrUnderlay = errors.New("underlay")
 	// ErrRouteConflict marks a peer route that cannot be added because a route weft does not own
 	// already holds the same destination.
 	ErrRouteConflict = errors.New("route conflicts with a route weft does not own")
@@ -43,12 +41,10 @@ type Backend struct {
 	nsh netns.NsHandle
 	log *slog.Logger
 
-	mac           mac
-	mtu           int
-	localIP       netip.Addr
-	underlayIndex int
-	underlayNet   netip.Prefix
-	txChecksum    bool
+	mac        mac
+	mtu        int
+	underlay   Underlay
+	txChecksum bool
 
 	// mu serializes every change to the kernel and guards txIndex.
 	mu sync.Mutex
@@ -102,8 +98,8 @@ func New(cfg Config, h *netlink.Handle, nsh netns.NsHandle) (*Backend, error) {
 		return nil, fmt.Errorf("TxChecksumOffload %s: %w", cfg.TxChecksumOffload, err)
 	}
 	b.want.Store(&desired{})
-	b.log.Info("vxlan backend configured", "vni", cfg.VNI, "port", cfg.Port, "local", b.localIP,
-		"underlay_index", b.underlayIndex, "mtu", b.mtu, "mac", b.mac, "tx_checksum", b.txChecksum)
+	b.log.Info("vxlan backend configured", "vni", cfg.VNI, "port", cfg.Port, "local", b.underlay.IP,
+		"underlay", b.underlay.Link, "mtu", b.mtu, "mac", b.mac, "tx_checksum", b.txChecksum)
 	return b, nil
 }
 
@@ -114,7 +110,7 @@ func (b *Backend) MAC() net.HardwareAddr { return b.mac.hw() }
 func (b *Backend) MTU() int { return b.mtu }
 
 // LocalIP returns the local VTEP address: Config.LocalIP or the one found on the underlay link.
-func (b *Backend) LocalIP() netip.Addr { return b.localIP }
+func (b *Backend) LocalIP() netip.Addr { return b.underlay.IP }
 
 // EnsureDevice creates, repairs or recreates the device so that it matches the configuration, is
 // up and carries the node subnet's network address. It does not touch peer entries.

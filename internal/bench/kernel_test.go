@@ -53,7 +53,7 @@ func TestHandPathAndRouteWatch(t *testing.T) {
 		}
 	})
 	t.Run("route watch", func(t *testing.T) {
-		w, err := watchRoutes(hp.nodes[0])
+		w, err := watchRoutes(hp.nodes[0], "vx0")
 		if err != nil {
 			t.Fatal(err)
 		}

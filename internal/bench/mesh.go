@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/weft-net/weft/backend"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
 
 	"github.com/vishvananda/netlink"
@@ -23,13 +24,11 @@ import (
 const (
 	meshTimeout = 2 * time.Minute
 	joinTimeout = 30 * time.Second
-	// weftDevice is weftd's VXLAN device with the lab's default VNI.
-	weftDevice = "weft.1"
 )
 
-func subnetsPrefix() string { return weftetcd.DefaultPrefix + "/subnets/" }
+func subnetsPrefix() string { return weftetcd.SubnetsPrefix(weftetcd.DefaultPrefix) }
 
-func subnetKey(s netip.Prefix) string { return subnetsPrefix() + subnet.SubnetKey(s) }
+func subnetKey(s netip.Prefix) string { return weftetcd.SubnetKey(weftetcd.DefaultPrefix, s) }
 
 // meshSize times cold starts and joins on a fabric of n nodes.
 func (r *runner) meshSize(ctx context.Context, n int) (*MeshResult, *JoinResult, error) {
@@ -49,7 +48,7 @@ func (r *runner) meshSize(ctx context.Context, n int) (*MeshResult, *JoinResult,
 	}
 	watches := make([]*routeWatch, len(nodes))
 	for i, node := range nodes {
-		if watches[i], err = watchRoutes(node.Netns); err != nil {
+		if watches[i], err = watchRoutes(node.Netns, lab.Device); err != nil {
 			return nil, nil, err
 		}
 		defer watches[i].close()
@@ -156,7 +155,7 @@ func wipeNode(l *lab.Lab, node *lab.Node) error {
 		return err
 	}
 	err = inNS(n, func(h *netlink.Handle) error {
-		link, err := h.LinkByName(weftDevice)
+		link, err := h.LinkByName(lab.Device)
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) {
 			return nil
@@ -167,7 +166,7 @@ func wipeNode(l *lab.Lab, node *lab.Node) error {
 		return h.LinkDel(link)
 	})
 	if err != nil {
-		return fmt.Errorf("%s: delete %s: %w", node.Name, weftDevice, err)
+		return fmt.Errorf("%s: delete %s: %w", node.Name, lab.Device, err)
 	}
 	if err := os.RemoveAll(filepath.Join(node.Dir, "state")); err != nil {
 		return err
@@ -182,6 +181,7 @@ func wipeNode(l *lab.Lab, node *lab.Node) error {
 type leaseEvent struct {
 	subnet netip.Prefix
 	node   string
+	attrs  *subnet.LeaseAttrs
 	at     time.Time
 }
 
@@ -206,7 +206,7 @@ func watchLeases(ctx context.Context, cli *clientv3.Client) <-chan leaseEvent {
 					continue
 				}
 				select {
-				case out <- leaseEvent{subnet: s, node: a.NodeName, at: now}:
+				case out <- leaseEvent{subnet: s, node: a.NodeName, attrs: a, at: now}:
 				case <-ctx.Done():
 					return
 				}
@@ -288,11 +288,7 @@ func (r *runner) joins(ctx context.Context, l *lab.Lab, peers []*lab.Node, watch
 		}
 		fromLease, fromStart = append(fromLease, last.Sub(ev.at)), append(fromStart, last.Sub(start))
 		for _, p := range peers {
-			_, neigh, fdb, err := l.PeerEntries(p, ev.subnet)
-			if err != nil {
-				return res, err
-			}
-			if !neigh || !fdb {
+			if l.CheckPeer(p, backend.Peer{Subnet: ev.subnet, PublicIP: ev.attrs.PublicIP, VtepMAC: ev.attrs.VtepMAC}) != nil {
 				res.Incomplete++
 				break
 			}

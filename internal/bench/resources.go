@@ -127,7 +127,7 @@ func (r *runner) resources(ctx context.Context) ([]ResourceResult, error) {
 		return nil, err
 	}
 	defer cli.Close()
-	if _, err := cli.Put(ctx, weftetcd.DefaultPrefix+"/config", resourceNetConfig); err != nil {
+	if _, err := cli.Put(ctx, weftetcd.ConfigKey(weftetcd.DefaultPrefix), resourceNetConfig); err != nil {
 		return nil, err
 	}
 	nodes, err := r.addNodes(ctx, l, resourceNodes)
@@ -137,7 +137,7 @@ func (r *runner) resources(ctx context.Context) ([]ResourceResult, error) {
 	watches := make([]*routeWatch, len(nodes))
 	used := map[netip.Prefix]bool{}
 	for i, node := range nodes {
-		if watches[i], err = watchRoutes(node.Netns); err != nil {
+		if watches[i], err = watchRoutes(node.Netns, lab.Device); err != nil {
 			return nil, err
 		}
 		defer watches[i].close()

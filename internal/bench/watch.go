@@ -19,13 +19,19 @@ import (
 // ErrTimeout marks a convergence that did not happen within its deadline.
 var ErrTimeout = errors.New("not within the deadline")
 
-// routeWatch follows weft's routes (rtm_protocol vxlan.DefaultRouteProtocol) in one namespace
-// through a netlink subscription and records when each destination appeared, so convergence is
-// timed by the kernel's own notifications rather than by polling.
+// routeWatch follows weft's routes in one namespace (those the VXLAN backend's ownership rule
+// gives the device) through a netlink subscription and records when each destination appeared,
+// so convergence is timed by the kernel's own notifications rather than by polling.
 type routeWatch struct {
-	name string
-	nsh  netns.NsHandle
-	done chan struct{}
+	name   string
+	device string
+	nsh    netns.NsHandle
+	h      *netlink.Handle
+	done   chan struct{}
+	// hmu guards h and own, the ownership rule of the device as last resolved; the device is looked
+	// up again when a route names another link (a recreated device has a new index).
+	hmu sync.Mutex
+	own vxlan.Ownership
 
 	mu      sync.Mutex
 	seen    map[netip.Prefix]time.Time
@@ -33,18 +39,24 @@ type routeWatch struct {
 	err     error
 }
 
-// watchRoutes subscribes to the routes of the named namespace.
-func watchRoutes(name string) (*routeWatch, error) {
+// watchRoutes subscribes to the routes of the named namespace whose VXLAN device is device.
+func watchRoutes(name, device string) (*routeWatch, error) {
 	nsh, err := netns.GetFromPath(nsutil.Path(name))
 	if err != nil {
 		return nil, err
 	}
-	w := &routeWatch{name: name, nsh: nsh, done: make(chan struct{}), seen: map[netip.Prefix]time.Time{}, changed: make(chan struct{})}
+	h, err := netlink.NewHandleAt(nsh)
+	if err != nil {
+		nsh.Close()
+		return nil, err
+	}
+	w := &routeWatch{name: name, device: device, nsh: nsh, h: h, done: make(chan struct{}), seen: map[netip.Prefix]time.Time{}, changed: make(chan struct{})}
 	ch := make(chan netlink.RouteUpdate, 4096)
 	if err := netlink.RouteSubscribeWithOptions(ch, w.done, netlink.RouteSubscribeOptions{
 		Namespace: &w.nsh, ReceiveBufferSize: 4 << 20, ReceiveBufferForceSize: true,
 		ErrorCallback: func(err error) { w.fail(err) },
 	}); err != nil {
+		h.Close()
 		nsh.Close()
 		return nil, fmt.Errorf("subscribe to routes in %s: %w", name, err)
 	}
@@ -59,7 +71,9 @@ func watchRoutes(name string) (*routeWatch, error) {
 func (w *routeWatch) follow(ch <-chan netlink.RouteUpdate) {
 	for u := range ch {
 		now := time.Now()
-		dst, ok := weftRoute(&u.Route)
+		w.hmu.Lock()
+		dst, ok := w.owned(&u.Route)
+		w.hmu.Unlock()
 		if !ok {
 			continue
 		}
@@ -97,36 +111,38 @@ func (w *routeWatch) notifyLocked() {
 	w.changed = make(chan struct{})
 }
 
-// weftRoute returns the destination of a route weft owns in the main table.
-func weftRoute(r *netlink.Route) (netip.Prefix, bool) {
-	if int(r.Protocol) != vxlan.DefaultRouteProtocol || r.Dst == nil || (r.Table != 0 && r.Table != unix.RT_TABLE_MAIN) {
+// owned returns the destination of r when it is one of weft's routes. The caller holds hmu.
+func (w *routeWatch) owned(r *netlink.Route) (netip.Prefix, bool) {
+	if r.LinkIndex != w.own.Device && r.LinkIndex != w.own.Underlay {
+		// The device may be new since the rule was resolved; without one, nothing is weft's.
+		w.own, _ = vxlan.OwnershipOf(w.h, w.device, vxlan.DefaultRouteProtocol)
+	}
+	if w.own.Device == 0 || !w.own.OwnsRoute(r) {
 		return netip.Prefix{}, false
 	}
-	a, ok := netip.AddrFromSlice(r.Dst.IP.To4())
-	if !ok {
-		return netip.Prefix{}, false
-	}
+	a, _ := netip.AddrFromSlice(r.Dst.IP.To4())
 	ones, _ := r.Dst.Mask.Size()
 	return netip.PrefixFrom(a, ones), true
 }
 
-// resync replaces what the watch holds by a dump of the kernel's routes, dated now. The kernel
+// resync replaces what the watch holds by a dump of weft's routes, dated now (none while the
+// device does not exist). The kernel
 // sends no notification for the IPv4 routes it flushes with a deleted device.
 func (w *routeWatch) resync() error {
-	h, err := netlink.NewHandleAt(w.nsh)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	routes, err := h.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
-	if err != nil {
-		return fmt.Errorf("routes in %s: %w", w.name, err)
-	}
-	now := time.Now()
+	w.hmu.Lock()
+	defer w.hmu.Unlock()
 	seen := map[netip.Prefix]time.Time{}
-	for i := range routes {
-		if dst, ok := weftRoute(&routes[i]); ok {
-			seen[dst] = now
+	var err error
+	if w.own, err = vxlan.OwnershipOf(w.h, w.device, vxlan.DefaultRouteProtocol); err == nil {
+		owned, err := w.own.Dump(w.h)
+		if err != nil {
+			return fmt.Errorf("routes in %s: %w", w.name, err)
+		}
+		now := time.Now()
+		for i := range owned.Routes {
+			if dst, ok := w.owned(&owned.Routes[i]); ok {
+				seen[dst] = now
+			}
 		}
 	}
 	w.mu.Lock()
@@ -171,5 +187,6 @@ func (w *routeWatch) when(dst netip.Prefix) (time.Time, bool) {
 
 func (w *routeWatch) close() {
 	close(w.done)
+	w.h.Close()
 	w.nsh.Close()
 }

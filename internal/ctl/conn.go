@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -48,16 +47,11 @@ func checkPrefix(flagName, prefix string) error {
 func (f *etcdFlags) config() (etcdclient.Config, error) {
 	c := f.conn
 	c.DialTimeout = f.timeout
-	switch {
-	case len(c.Endpoints) == 0:
-		return c, fmt.Errorf("%w: -etcd-endpoints: at least one endpoint is needed", ErrUsage)
-	case (c.CertFile == "") != (c.KeyFile == ""):
-		return c, fmt.Errorf("%w: -etcd-cert=%q, -etcd-key=%q: a client certificate and its key go together", ErrUsage, c.CertFile, c.KeyFile)
-	case f.timeout <= 0:
+	if f.timeout <= 0 {
 		return c, fmt.Errorf("%w: -etcd-timeout=%s: must be positive", ErrUsage, f.timeout)
 	}
 	if err := c.Validate(); err != nil {
-		return c, fmt.Errorf("%w: -etcd-endpoints=%q: %w", ErrUsage, strings.Join(c.Endpoints, ","), err)
+		return c, fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	return c, checkPrefix("etcd-prefix", f.prefix)
 }

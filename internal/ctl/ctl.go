@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/weft-net/weft/internal/version"
 )
 
 // Sentinel errors. The main exits with code 2 on ErrUsage and 1 on any other error.
@@ -29,9 +31,6 @@ var (
 	// ErrRefused marks a write weftctl refuses because of what it would break (see --force).
 	ErrRefused = errors.New("refused")
 )
-
-// Version is set at build time with -ldflags "-X github.com/weft-net/weft/internal/ctl.Version=...".
-var Version = "dev"
 
 // Env is what a command runs with. Only the writers are required.
 type Env struct {
@@ -73,7 +72,7 @@ func commands() []command {
 			if len(args) > 0 {
 				return fmt.Errorf("%w: version takes no arguments", ErrUsage)
 			}
-			fmt.Fprintln(env.Stdout, "weftctl", Version)
+			fmt.Fprintln(env.Stdout, "weftctl", version.Version)
 			return nil
 		}},
 	}

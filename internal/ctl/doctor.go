@@ -14,8 +14,8 @@ import (
 
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
+	"github.com/weft-net/weft/backend"
 	"github.com/weft-net/weft/internal/nodeapi"
 	"github.com/weft-net/weft/subnet"
 	"github.com/weft-net/weft/vxlan"
@@ -43,6 +43,8 @@ type doctor struct {
 	subnetFile string
 	device     string
 	healthAddr string
+	// routeProtocol marks weftd's routes.
+	routeProtocol int
 
 	findings []finding
 
@@ -74,6 +76,7 @@ func runDoctor(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&d.subnetFile, "subnet-file", subnet.DefaultEnvFile, "the subnet.env weftd writes (its -subnet-file)")
 	fs.StringVar(&d.device, "device", "", "the VXLAN device (weftd's -device; default weft.<VNI> of the network config)")
 	fs.StringVar(&d.healthAddr, "health-addr", nodeapi.DefaultHealthAddr, "weftd's health address (its -health-addr)")
+	fs.IntVar(&d.routeProtocol, "route-protocol", vxlan.DefaultRouteProtocol, "the protocol number of weftd's routes (its -route-protocol)")
 	out := outputFlag(fs)
 	if _, err := parse(env, fs, args); err != nil {
 		return err
@@ -244,20 +247,13 @@ func (d *doctor) checkLease() {
 	}
 }
 
-// expectedPeer is a peer the kernel must hold entries for.
-type expectedPeer struct {
-	name     string
-	subnet   netip.Prefix
-	publicIP netip.Addr
-	mac      string
-}
-
 // expectedPeers are /debug/peers' peers or, without weftd, the etcd leases of the other nodes.
-func (d *doctor) expectedPeers() ([]expectedPeer, string) {
-	var out []expectedPeer
+func (d *doctor) expectedPeers() ([]backend.Peer, string) {
+	var out []backend.Peer
 	if d.dp != nil {
 		for _, p := range d.dp.Peers {
-			out = append(out, expectedPeer{p.Name, p.Subnet, p.PublicIP, strings.ToLower(p.VtepMAC)})
+			mac, _ := net.ParseMAC(p.VtepMAC)
+			out = append(out, backend.Peer{Name: p.Name, Subnet: p.Subnet, PublicIP: p.PublicIP, VtepMAC: mac})
 		}
 		return out, "weftd's peer view"
 	}
@@ -270,17 +266,10 @@ func (d *doctor) expectedPeers() ([]expectedPeer, string) {
 			if name == "" {
 				name = l.Attrs.PublicIP.String()
 			}
-			out = append(out, expectedPeer{name, l.Subnet, l.Attrs.PublicIP, l.Attrs.VtepMAC.String()})
+			out = append(out, backend.Peer{Name: name, Subnet: l.Subnet, PublicIP: l.Attrs.PublicIP, VtepMAC: l.Attrs.VtepMAC})
 		}
 	}
 	return out, "the etcd leases (weftd's peer view is unavailable)"
-}
-
-// kernelState is the device's entries as doctor reads them.
-type kernelState struct {
-	neigh  map[netip.Addr]string          // permanent neighbours: IP → MAC
-	fdb    map[string][]netip.Addr        // permanent FDB entries: MAC → remote IPs
-	routes map[netip.Prefix]netlink.Route // main-table routes with weft's protocol
 }
 
 func (d *doctor) handle() (*netlink.Handle, func(), error) {
@@ -299,9 +288,9 @@ func (d *doctor) deviceName() string {
 	case d.device != "":
 		return d.device
 	case d.cfg != nil:
-		return fmt.Sprintf("weft.%d", d.cfg.Backend.VNI)
+		return vxlan.DeviceName(d.cfg.Backend.VNI)
 	}
-	return fmt.Sprintf("weft.%d", subnet.DefaultVNI)
+	return vxlan.DeviceName(subnet.DefaultVNI)
 }
 
 func (d *doctor) checkKernel() {
@@ -334,12 +323,13 @@ func (d *doctor) checkKernel() {
 	if !d.local.IsValid() {
 		d.local = d.leaseOfDevice(h, vx)
 	}
-	ks, err := readKernel(h, vx)
+	own := vxlan.Ownership{Device: vx.Index, Underlay: vx.VtepDevIndex, RouteProtocol: d.routeProtocol}
+	owned, err := own.Dump(h)
 	if err != nil {
-		d.problem("peers", err.Error(), "run weftctl doctor as root on the node")
+		d.problem("peers", fmt.Sprintf("%s: %v", vx.Name, err), "run weftctl doctor as root on the node")
 		return
 	}
-	d.checkPeers(vx, ks)
+	d.checkPeers(own, &owned)
 }
 
 func (d *doctor) checkDevice(h *netlink.Handle, vx *netlink.Vxlan) {
@@ -420,110 +410,23 @@ func hasAddr(h *netlink.Handle, link netlink.Link, want netip.Prefix) bool {
 	return false
 }
 
-// readKernel reads the device's permanent neighbours and FDB entries and weft's routes.
-func readKernel(h *netlink.Handle, vx *netlink.Vxlan) (kernelState, error) {
-	ks := kernelState{neigh: map[netip.Addr]string{}, fdb: map[string][]netip.Addr{}, routes: map[netip.Prefix]netlink.Route{}}
-	dev := vx.Attrs().Index
-	neigh, err := h.NeighList(dev, netlink.FAMILY_V4)
-	if err != nil {
-		return ks, fmt.Errorf("neighbours of %s: %w", vx.Name, err)
-	}
-	for _, n := range neigh {
-		if ip, ok := netip.AddrFromSlice(n.IP); ok && n.State&netlink.NUD_PERMANENT != 0 {
-			ks.neigh[ip.Unmap()] = n.HardwareAddr.String()
-		}
-	}
-	fdb, err := h.NeighList(dev, unix.AF_BRIDGE)
-	if err != nil {
-		return ks, fmt.Errorf("FDB of %s: %w", vx.Name, err)
-	}
-	for _, n := range fdb {
-		ip, ok := netip.AddrFromSlice(n.IP)
-		if ok && n.State&netlink.NUD_PERMANENT != 0 && n.Flags&netlink.NTF_SELF != 0 && len(n.HardwareAddr) == 6 {
-			m := n.HardwareAddr.String()
-			ks.fdb[m] = append(ks.fdb[m], ip.Unmap())
-		}
-	}
-	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
-	if err != nil {
-		return ks, fmt.Errorf("routes: %w", err)
-	}
-	for _, r := range routes {
-		if r.Dst == nil || int(r.Protocol) != vxlan.DefaultRouteProtocol {
-			continue
-		}
-		ip, _ := netip.AddrFromSlice(r.Dst.IP)
-		ones, _ := r.Dst.Mask.Size()
-		ks.routes[netip.PrefixFrom(ip.Unmap(), ones)] = r
-	}
-	return ks, nil
-}
-
-func (d *doctor) checkPeers(vx *netlink.Vxlan, ks kernelState) {
+func (d *doctor) checkPeers(own vxlan.Ownership, owned *vxlan.Owned) {
 	peers, source := d.expectedPeers()
 	if source == "" {
 		d.skip("peers", "neither weftd's peer view nor etcd's leases are available")
 		return
 	}
-	dev := vx.Attrs().Index
 	fix := "weftd restores peer entries on every kernel change and every -resync-interval (30s by default); if this persists, " +
 		"look for \"programming peers\" errors in weftd's log (a route conflict shows there) and compare with weftctl peers"
-	want := map[netip.Prefix]bool{}
-	wantNeigh := map[netip.Addr]bool{}
-	wantFDB := map[string]bool{}
 	good := 0
 	for _, p := range peers {
-		want[p.subnet] = true
-		gw := p.subnet.Addr()
-		var bad []string
-		r, ok := ks.routes[p.subnet]
-		rgw, _ := netip.AddrFromSlice(r.Gw)
-		direct := ok && r.LinkIndex != dev && rgw.Unmap() == p.publicIP
-		switch {
-		case !ok:
-			bad = append(bad, fmt.Sprintf("no route to %s (proto %d)", p.subnet, vxlan.DefaultRouteProtocol))
-		case direct:
-		case r.LinkIndex != dev || rgw.Unmap() != gw:
-			bad = append(bad, fmt.Sprintf("route to %s goes via %s on link %d, want via %s dev %s", p.subnet, rgw.Unmap(), r.LinkIndex, gw, vx.Name))
-		}
-		if !direct {
-			wantNeigh[gw], wantFDB[p.mac] = true, true
-			switch mac, ok := ks.neigh[gw]; {
-			case !ok:
-				bad = append(bad, fmt.Sprintf("no neighbour entry %s", gw))
-			case mac != p.mac:
-				bad = append(bad, fmt.Sprintf("neighbour %s has lladdr %s, want %s", gw, mac, p.mac))
-			}
-			switch dsts := ks.fdb[p.mac]; {
-			case len(dsts) == 0:
-				bad = append(bad, fmt.Sprintf("no FDB entry for %s", p.mac))
-			case !slices.Contains(dsts, p.publicIP):
-				bad = append(bad, fmt.Sprintf("FDB sends %s to %s, want %s", p.mac, dsts[0], p.publicIP))
-			}
-		}
-		if len(bad) > 0 {
-			d.problem("peer "+p.name, fmt.Sprintf("%s at %s: %s", p.subnet, p.publicIP, strings.Join(bad, "; ")), fix)
+		if bad := owned.Problems(own, p); len(bad) > 0 {
+			d.problem("peer "+p.Name, fmt.Sprintf("%s at %s: %s", p.Subnet, p.PublicIP, strings.Join(bad, "; ")), fix)
 			continue
 		}
 		good++
 	}
-	var stale []string
-	for _, dst := range sortedPrefixes(ks.routes) {
-		if !want[dst] {
-			stale = append(stale, "route "+dst.String())
-		}
-	}
-	for _, ip := range sortedAddrs(ks.neigh) {
-		if !wantNeigh[ip] {
-			stale = append(stale, "neighbour "+ip.String())
-		}
-	}
-	for _, m := range sortedKeys(ks.fdb) {
-		if !wantFDB[m] {
-			stale = append(stale, "FDB "+m)
-		}
-	}
-	if len(stale) > 0 {
+	if stale := owned.Stale(peers); len(stale) > 0 {
 		d.problem("stale entries", strings.Join(stale, ", ")+": no peer has them",
 			"weftd deletes the entries of departed peers at its next resync; if they stay, restart weftd")
 	}

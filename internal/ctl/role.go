@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	weftetcd "github.com/weft-net/weft/subnet/etcd"
 )
 
 // shellQuote quotes s for a POSIX shell when it needs quoting.
@@ -43,7 +45,7 @@ func runEtcdRole(_ context.Context, env *Env, args []string) error {
 		return err
 	}
 	r, u := shellQuote(*role), shellQuote(*user)
-	cfg, subnets := shellQuote(prefix+"/config"), shellQuote(prefix+"/subnets/")
+	cfg, subnets := shellQuote(weftetcd.ConfigKey(prefix)), shellQuote(weftetcd.SubnetsPrefix(prefix))
 	fmt.Fprintf(env.Stdout, `# A least-privilege etcd role for weftd: read the network config %[1]s/config, read and write the
 # subnet leases under %[1]s/subnets/, nothing else (weftctl config set needs an admin with readwrite
 # on %[1]s/). Run as etcd's root user (add --endpoints and the TLS flags you use).

@@ -45,19 +45,20 @@ type Config struct {
 	DialTimeout time.Duration
 }
 
-// Validate checks the settings; the error names the setting at fault.
+// Validate checks the settings, for weftd and weftctl alike; the error names the flag of the
+// setting at fault (RegisterFlags).
 func (c *Config) Validate() error {
 	if len(c.Endpoints) == 0 {
-		return fmt.Errorf("%w: Endpoints: at least one endpoint is needed", ErrInvalidConfig)
+		return fmt.Errorf("%w: -etcd-endpoints: at least one endpoint is needed", ErrInvalidConfig)
 	}
 	for _, ep := range c.Endpoints {
 		if _, err := hostPort(ep); err != nil {
-			return fmt.Errorf("%w: Endpoints: %w", ErrInvalidConfig, err)
+			return fmt.Errorf("%w: -etcd-endpoints: %w", ErrInvalidConfig, err)
 		}
 	}
 	switch {
 	case (c.CertFile == "") != (c.KeyFile == ""):
-		return fmt.Errorf("%w: CertFile=%q, KeyFile=%q: a client certificate and its key go together", ErrInvalidConfig, c.CertFile, c.KeyFile)
+		return fmt.Errorf("%w: -etcd-cert=%q, -etcd-key=%q: a client certificate and its key go together", ErrInvalidConfig, c.CertFile, c.KeyFile)
 	case c.DialTimeout < 0:
 		return fmt.Errorf("%w: DialTimeout=%s: negative", ErrInvalidConfig, c.DialTimeout)
 	}

@@ -32,7 +32,7 @@ func TestValidate(t *testing.T) {
 		{"https and TLS", Config{Endpoints: []string{"https://etcd-0:2379", "https://etcd-1:2379"}, CertFile: "c", KeyFile: "k", CAFile: "ca"}, ""},
 		{"host:port", Config{Endpoints: []string{"127.0.0.1:2379"}}, ""},
 		{"unix socket", Config{Endpoints: []string{"unix:///run/etcd.sock"}}, ""},
-		{"none", Config{}, "Endpoints: at least one endpoint"},
+		{"none", Config{}, "-etcd-endpoints: at least one endpoint"},
 		{"scheme", Config{Endpoints: []string{"ftp://x:1"}}, `scheme "ftp"`},
 		{"no port", Config{Endpoints: []string{"http://etcd"}}, "want scheme://host:port"},
 		{"cert without key", Config{Endpoints: []string{"http://x:1"}, CertFile: "c"}, "go together"},

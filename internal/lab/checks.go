@@ -1,19 +1,13 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/weft-net/weft/internal/nsutil"
 	"github.com/weft-net/weft/subnet"
@@ -117,44 +111,4 @@ func Sweep(prefix, dir string) error {
 		return fmt.Errorf("sweep: %s", strings.Join(errs, "; "))
 	}
 	return nil
-}
-
-// PeerEntries tells which of weft's three kernel entries for peer subnet s node holds: the route to
-// s, the permanent neighbour entry of s's .0 and an FDB entry for that neighbour's MAC.
-func (l *Lab) PeerEntries(node *Node, s netip.Prefix) (route, neigh, fdb bool, err error) {
-	n, err := l.netns(node.Netns)
-	if err != nil {
-		return false, false, false, err
-	}
-	err = withHandle(n, func(h *netlink.Handle) error {
-		routes, err := h.RouteList(nil, unix.AF_INET)
-		if err != nil {
-			return err
-		}
-		for _, r := range routes {
-			route = route || (r.Dst != nil && r.Dst.String() == s.String())
-		}
-		neighs, err := h.NeighList(0, unix.AF_INET)
-		if err != nil {
-			return err
-		}
-		var mac net.HardwareAddr
-		for _, nb := range neighs {
-			if a, ok := netip.AddrFromSlice(nb.IP.To4()); ok && a == s.Addr() && nb.State&netlink.NUD_PERMANENT != 0 {
-				neigh, mac = true, nb.HardwareAddr
-			}
-		}
-		if mac == nil {
-			return nil
-		}
-		fdbs, err := h.NeighList(0, unix.AF_BRIDGE)
-		if err != nil {
-			return err
-		}
-		for _, f := range fdbs {
-			fdb = fdb || (bytes.Equal(f.HardwareAddr, mac) && f.IP != nil && !f.IP.IsUnspecified())
-		}
-		return nil
-	})
-	return route, neigh, fdb, err
 }

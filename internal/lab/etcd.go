@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
+	weftetcd "github.com/weft-net/weft/subnet/etcd"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -55,7 +57,7 @@ func ServeEtcd(ctx context.Context, listen, dataDir, prefix, networkConfig strin
 		return err
 	}
 	defer cli.Close()
-	key := prefix + "/config"
+	key := weftetcd.ConfigKey(prefix)
 	if _, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.Version(key), "=", 0)).
 		Then(clientv3.OpPut(key, networkConfig)).Commit(); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)

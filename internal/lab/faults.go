@@ -14,11 +14,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
-
-// VXLANDevice is the name of weftd's VXLAN device in the lab (VNI 1).
-const VXLANDevice = "weft.1"
 
 // reap waits for cmd to end and records its exit state for WeftdExit.
 func (l *Lab) reap(cmd *exec.Cmd) {
@@ -130,66 +126,11 @@ func (l *Lab) CNIGC(ctx context.Context, node *Node, valid []string) error {
 	return nil
 }
 
-// PeerState is what a node's kernel holds for one peer subnet: whether the route exists, the MAC of
-// the permanent neighbour entry of the subnet's network address, and the remote that the FDB entry
-// for that MAC points at.
-type PeerState struct {
-	Route  bool
-	MAC    net.HardwareAddr
-	FDBDst netip.Addr
-}
-
-// Complete reports whether all three entries exist and agree with mac and dst.
-func (p PeerState) Complete(mac net.HardwareAddr, dst netip.Addr) bool {
-	return p.Route && p.MAC.String() == mac.String() && p.FDBDst == dst
-}
-
-func (p PeerState) String() string {
-	return fmt.Sprintf("route=%t neigh=%s fdb=%s", p.Route, p.MAC, p.FDBDst)
-}
-
-// Peer reads node's kernel entries for peer subnet s.
-func (l *Lab) Peer(node *Node, s netip.Prefix) (PeerState, error) {
-	var p PeerState
-	err := l.WithHandle(node, func(h *netlink.Handle) error {
-		routes, err := h.RouteList(nil, unix.AF_INET)
-		if err != nil {
-			return err
-		}
-		for _, r := range routes {
-			p.Route = p.Route || (r.Dst != nil && r.Dst.String() == s.String())
-		}
-		neighs, err := h.NeighList(0, unix.AF_INET)
-		if err != nil {
-			return err
-		}
-		for _, nb := range neighs {
-			if a, ok := netip.AddrFromSlice(nb.IP.To4()); ok && a == s.Addr() && nb.State&netlink.NUD_PERMANENT != 0 {
-				p.MAC = nb.HardwareAddr
-			}
-		}
-		if p.MAC == nil {
-			return nil
-		}
-		fdbs, err := h.NeighList(0, unix.AF_BRIDGE)
-		if err != nil {
-			return err
-		}
-		for _, f := range fdbs {
-			if f.HardwareAddr.String() == p.MAC.String() && f.IP != nil && !f.IP.IsUnspecified() {
-				p.FDBDst, _ = netip.AddrFromSlice(f.IP.To4())
-			}
-		}
-		return nil
-	})
-	return p, err
-}
-
 // VTEPMAC returns the MAC address node's VXLAN device carries.
 func (l *Lab) VTEPMAC(node *Node) (net.HardwareAddr, error) {
 	var mac net.HardwareAddr
 	err := l.WithHandle(node, func(h *netlink.Handle) error {
-		link, err := h.LinkByName(VXLANDevice)
+		link, err := h.LinkByName(Device)
 		if err != nil {
 			return err
 		}

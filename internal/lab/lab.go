@@ -46,6 +46,9 @@ type Options struct {
 	PodNetwork netip.Prefix
 	// Underlay is the /24 of the underlay bridge; .1 is etcd's address, nodes start at .11.
 	Underlay netip.Prefix
+	// UnderlayMTU is the MTU of the underlay bridge and of every host's link on it (a jumbo-frame
+	// underlay, say); 0 keeps the kernel's 1500.
+	UnderlayMTU int
 	// Log receives progress lines.
 	Log io.Writer
 }
@@ -58,10 +61,12 @@ type State struct {
 	Conflist   string
 	PodNetwork netip.Prefix
 	Underlay   netip.Prefix
-	Netns      []string
-	Procs      map[string]int
-	Nodes      []*Node
-	Pods       []*Pod
+	// UnderlayMTU is Options.UnderlayMTU.
+	UnderlayMTU int
+	Netns       []string
+	Procs       map[string]int
+	Nodes       []*Node
+	Pods        []*Pod
 }
 
 // Node is one weft node of the lab.

@@ -56,7 +56,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	}
 	l = &Lab{log: o.Log, ns: make(map[string]ns.NetNS), st: State{
 		Dir: o.Dir, Prefix: o.Prefix, BinDir: o.BinDir, Conflist: o.Conflist,
-		PodNetwork: o.PodNetwork, Underlay: o.Underlay, Procs: map[string]int{},
+		PodNetwork: o.PodNetwork, Underlay: o.Underlay, UnderlayMTU: o.UnderlayMTU, Procs: map[string]int{},
 	}}
 	if err := l.save(); err != nil {
 		return nil, err
@@ -76,7 +76,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		if err := linkUp(h, "lo"); err != nil {
 			return err
 		}
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: underlayBridge}}
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: underlayBridge, MTU: o.UnderlayMTU}}
 		if err := h.LinkAdd(br); err != nil {
 			return fmt.Errorf("add bridge: %w", err)
 		}
@@ -231,7 +231,7 @@ func (l *Lab) attachHost(name, short string, ip netip.Addr, gw bool) error {
 			return err
 		}
 		veth := &netlink.Veth{
-			LinkAttrs: netlink.LinkAttrs{Name: "v" + short, MasterIndex: br.Attrs().Index},
+			LinkAttrs: netlink.LinkAttrs{Name: "v" + short, MasterIndex: br.Attrs().Index, MTU: l.st.UnderlayMTU},
 			PeerName:  "eth0", PeerNamespace: netlink.NsFd(int(n.Fd())),
 		}
 		if err := h.LinkAdd(veth); err != nil {

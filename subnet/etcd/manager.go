@@ -128,14 +128,25 @@ func Unreachable(err error) bool {
 	return false
 }
 
+// The key layout under a prefix, flannel's: ConfigKey, then one key per subnet under SubnetsPrefix.
+
+// ConfigKey is the key of the network config under prefix.
+func ConfigKey(prefix string) string { return prefix + "/config" }
+
+// SubnetsPrefix is the prefix of every lease key under prefix, with its trailing slash.
+func SubnetsPrefix(prefix string) string { return prefix + "/subnets/" }
+
+// SubnetKey is the lease key of s under prefix.
+func SubnetKey(prefix string, s netip.Prefix) string { return SubnetsPrefix(prefix) + subnet.SubnetKey(s) }
+
 // ConfigKey is the key of the network config.
-func (m *Manager) ConfigKey() string { return m.opts.Prefix + "/config" }
+func (m *Manager) ConfigKey() string { return ConfigKey(m.opts.Prefix) }
 
 // SubnetsPrefix is the prefix of every lease key, with its trailing slash.
-func (m *Manager) SubnetsPrefix() string { return m.opts.Prefix + "/subnets/" }
+func (m *Manager) SubnetsPrefix() string { return SubnetsPrefix(m.opts.Prefix) }
 
 // SubnetKey is the lease key of s.
-func (m *Manager) SubnetKey(s netip.Prefix) string { return m.SubnetsPrefix() + subnet.SubnetKey(s) }
+func (m *Manager) SubnetKey(s netip.Prefix) string { return SubnetKey(m.opts.Prefix, s) }
 
 // reqCtx bounds one request made on the Manager's own initiative.
 func (m *Manager) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) {

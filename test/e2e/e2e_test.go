@@ -166,11 +166,12 @@ func TestFabric(t *testing.T) {
 // kernelHas reports whether node's kernel holds weft's route and neighbour entry for subnet s.
 func kernelHas(t *testing.T, l *lab.Lab, n *lab.Node, s netip.Prefix) (route, neigh bool) {
 	t.Helper()
-	route, neigh, _, err := l.PeerEntries(n, s)
+	_, owned, err := l.Owned(n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return route, neigh
+	e := owned.Peer(s)
+	return e.Route != nil, e.MAC != nil
 }
 
 // TestMembership covers nodes joining late, a stopped node whose lease is reclaimed, and a live node

@@ -157,14 +157,10 @@ func gossipFaults(t *testing.T, churners int, churnFor time.Duration) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s3 := env(t, l, n3).Subnet
 		poll(t, "node3 programmed everywhere during the churn", 30*time.Second, func() error {
-			for _, c := range []struct {
-				n *lab.Node
-				s netip.Prefix
-			}{{n1, s3}, {n2, s3}, {n3, s1}, {n3, s2}} {
-				if r, nb, fdb, err := l.PeerEntries(c.n, c.s); err != nil || !r || !nb || !fdb {
-					return fmt.Errorf("%s's entries for %s: route %t neigh %t fdb %t (%v)", c.n.Name, c.s, r, nb, fdb, err)
+			for _, pair := range [][2]*lab.Node{{n1, n3}, {n2, n3}, {n3, n1}, {n3, n2}} {
+				if err := l.CheckPeerNode(pair[0], pair[1]); err != nil {
+					return err
 				}
 			}
 			return lab.Ping(mustNS(t, l, pods[0].Netns), p3.IP, 9100, 500*time.Millisecond)

@@ -18,6 +18,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/weft-net/weft/backend"
 	"github.com/weft-net/weft/internal/lab"
 )
 
@@ -242,7 +243,7 @@ type macWatch struct {
 type macTimes struct {
 	device time.Time
 	peers  map[string]time.Time
-	last   map[string]lab.PeerState
+	last   map[string]error
 }
 
 // propagation is how long after the device the last peer programmed the MAC (0 when the peers
@@ -260,7 +261,7 @@ func (m macTimes) propagation() time.Duration {
 func watchMAC(l *lab.Lab, node *lab.Node, peers []*lab.Node, s netip.Prefix, want net.HardwareAddr) *macWatch {
 	w := &macWatch{done: make(chan struct{}), result: make(chan macTimes, 1)}
 	go func() {
-		res := macTimes{peers: map[string]time.Time{}, last: map[string]lab.PeerState{}}
+		res := macTimes{peers: map[string]time.Time{}, last: map[string]error{}}
 		defer func() { w.result <- res }()
 		for {
 			now := time.Now()
@@ -273,9 +274,9 @@ func watchMAC(l *lab.Lab, node *lab.Node, peers []*lab.Node, s netip.Prefix, wan
 				if _, ok := res.peers[p.Name]; ok {
 					continue
 				}
-				st, err := l.Peer(p, s)
-				res.last[p.Name] = st
-				if err == nil && st.Complete(want, node.IP) {
+				err := l.CheckPeer(p, backend.Peer{Subnet: s, PublicIP: node.IP, VtepMAC: want})
+				res.last[p.Name] = err
+				if err == nil {
 					res.peers[p.Name] = now
 				}
 			}
@@ -318,11 +319,11 @@ func watchEntries(l *lab.Lab, peers []*lab.Node, s netip.Prefix, want net.Hardwa
 	w.wg.Go(func() {
 		for {
 			for _, p := range peers {
-				st, err := l.Peer(p, s)
+				err := l.CheckPeer(p, backend.Peer{Subnet: s, PublicIP: dst, VtepMAC: want})
 				w.mu.Lock()
 				w.samples++
-				if err != nil || !st.Complete(want, dst) {
-					w.bad = append(w.bad, fmt.Sprintf("%s at %s: %v (%v)", p.Name, time.Now().Format("15:04:05.000"), st, err))
+				if err != nil {
+					w.bad = append(w.bad, fmt.Sprintf("%s at %s: %v", p.Name, time.Now().Format("15:04:05.000"), err))
 				}
 				w.mu.Unlock()
 			}

@@ -49,7 +49,9 @@ func TestRaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	owner := map[netip.Prefix]string{}
+	byName := map[string]*lab.Node{}
 	for _, n := range all {
+		byName[n.Name] = n
 		s := env(t, l, n).Subnet
 		if !cfg.Allocatable(s) {
 			t.Errorf("%s got %s, outside the network's subnets", n.Name, s)
@@ -65,12 +67,12 @@ func TestRaces(t *testing.T) {
 	}
 	converged := poll(t, "every node programs every other", 60*time.Second, func() error {
 		for _, n := range all {
-			for s, o := range owner {
+			for _, o := range owner {
 				if o == n.Name {
 					continue
 				}
-				if r, nb, fdb, err := l.PeerEntries(n, s); err != nil || !r || !nb || !fdb {
-					return fmt.Errorf("%s's entries for %s (%s): route %t neigh %t fdb %t (%v)", n.Name, o, s, r, nb, fdb, err)
+				if err := l.CheckPeerNode(n, byName[o]); err != nil {
+					return err
 				}
 			}
 		}

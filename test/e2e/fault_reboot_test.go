@@ -15,8 +15,10 @@ import (
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/vishvananda/netlink"
 
+	"github.com/weft-net/weft/backend"
 	"github.com/weft-net/weft/internal/lab"
 	"github.com/weft-net/weft/subnet"
+	"github.com/weft-net/weft/vxlan"
 )
 
 // TestNodeReboot is scenario 4: a simulated reboot of node1 (device, peer entries, rules and subnet
@@ -78,8 +80,8 @@ func nodeReboot(t *testing.T, rounds int) {
 			for _, p := range peers {
 				ps := env(t, l, p).Subnet
 				mac := vtepMAC(t, l, p)
-				if st, err := l.Peer(n1, ps); err != nil || !st.Complete(mac, p.IP) {
-					t.Errorf("node1's entries for %s after reboot: %v (%v)", p.Name, st, err)
+				if err := l.CheckPeer(n1, backend.Peer{Subnet: ps, PublicIP: p.IP, VtepMAC: mac}); err != nil {
+					t.Errorf("after reboot: %v", err)
 				}
 			}
 			if got := weftRules(t, l, n1); got != rules {
@@ -131,8 +133,8 @@ func nodeReboot(t *testing.T, rounds int) {
 				return nil
 			})
 			for _, p := range peers {
-				if st, err := l.Peer(p, s1); err != nil || !st.Complete(handDown, n1.IP) {
-					t.Errorf("%s's entries for node1 after etcd returned: %v (%v)", p.Name, st, err)
+				if err := l.CheckPeer(p, backend.Peer{Subnet: s1, PublicIP: n1.IP, VtepMAC: handDown}); err != nil {
+					t.Errorf("after etcd returned: %v", err)
 				}
 			}
 		})
@@ -194,7 +196,7 @@ func macChange(t *testing.T, l *lab.Lab, node *lab.Node, peers []*lab.Node, pair
 
 func writeMAC(t *testing.T, n *lab.Node, mac net.HardwareAddr) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(n.Dir, "state", lab.VXLANDevice+".mac"), []byte(mac.String()+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(n.Dir, "state", lab.Device+".mac"), []byte(mac.String()+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -208,18 +210,21 @@ func simulateReboot(t *testing.T, l *lab.Lab, n *lab.Node) {
 		t.Fatal(err)
 	}
 	err := l.WithHandle(n, func(h *netlink.Handle) error {
-		link, err := h.LinkByName(lab.VXLANDevice)
+		o, err := vxlan.OwnershipOf(h, lab.Device, vxlan.DefaultRouteProtocol)
 		if err != nil {
 			return err
 		}
-		if err := h.LinkDel(link); err != nil {
-			return err
-		}
-		routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: 87}, netlink.RT_FILTER_PROTOCOL)
+		owned, err := o.Dump(h)
 		if err != nil {
 			return err
 		}
-		for _, r := range routes {
+		if err := h.LinkDel(&netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Index: o.Device}}); err != nil {
+			return err
+		}
+		for _, r := range owned.Routes {
+			if r.LinkIndex == o.Device {
+				continue // gone with the device
+			}
 			if err := h.RouteDel(&r); err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/weft-net/weft/backend"
 	"github.com/weft-net/weft/internal/lab"
 )
 
@@ -39,8 +40,8 @@ func tampering(t *testing.T, rounds int) {
 	network := env(t, l, n1).Network.String()
 
 	kernelIntact := func() error {
-		if st, err := l.Peer(n1, s2); err != nil || !st.Complete(mac2, n2.IP) {
-			return fmt.Errorf("node1's entries for node2: %v (%v)", st, err)
+		if err := l.CheckPeer(n1, backend.Peer{Subnet: s2, PublicIP: n2.IP, VtepMAC: mac2}); err != nil {
+			return err
 		}
 		if mac, err := l.VTEPMAC(n1); err != nil || mac.String() != mac1.String() {
 			return fmt.Errorf("node1's device MAC %s (%v)", mac, err)
@@ -56,7 +57,7 @@ func tampering(t *testing.T, rounds int) {
 	onDevice := func(fn func(h *netlink.Handle, dev netlink.Link) error) func() error {
 		return func() error {
 			return l.WithHandle(n1, func(h *netlink.Handle) error {
-				dev, err := h.LinkByName(lab.VXLANDevice)
+				dev, err := h.LinkByName(lab.Device)
 				if err != nil {
 					return err
 				}
@@ -92,7 +93,7 @@ func tampering(t *testing.T, rounds int) {
 				return err
 			}
 			return l.WithHandle(n1, func(h *netlink.Handle) error {
-				dev, err := h.LinkByName(lab.VXLANDevice)
+				dev, err := h.LinkByName(lab.Device)
 				if err != nil {
 					return err
 				}
