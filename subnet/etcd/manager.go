@@ -137,7 +137,9 @@ func ConfigKey(prefix string) string { return prefix + "/config" }
 func SubnetsPrefix(prefix string) string { return prefix + "/subnets/" }
 
 // SubnetKey is the lease key of s under prefix.
-func SubnetKey(prefix string, s netip.Prefix) string { return SubnetsPrefix(prefix) + subnet.SubnetKey(s) }
+func SubnetKey(prefix string, s netip.Prefix) string {
+	return SubnetsPrefix(prefix) + subnet.SubnetKey(s)
+}
 
 // ConfigKey is the key of the network config.
 func (m *Manager) ConfigKey() string { return ConfigKey(m.opts.Prefix) }
