@@ -8,7 +8,8 @@ import (
 	"strings"
 )
 
-// Prefix is the one environment prefix shared by weftd, weftctl and the CNI plugin.
+// Prefix is the one environment prefix of every weft program with flags: weftd, weftctl, weft-demo
+// and weft-bench. (The CNI plugin has no flags: its config comes on stdin, as the CNI spec says.)
 const Prefix = "WEFT_"
 
 // Name returns the environment variable that sets the named flag.
