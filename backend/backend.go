@@ -1,10 +1,13 @@
-// Package backend defines the data-plane interface that weftd drives: the full desired set of peers
-// goes in, and the implementation makes the kernel match it.
+// Package backend defines the data-plane interface that weftd drives: the device is made to exist,
+// the full desired set of peers goes in, and the implementation makes the kernel match it and
+// keeps it so. It also defines the per-peer error every implementation returns and the counters
+// weftd exports about its self-healing.
 package backend
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 )
@@ -26,11 +29,97 @@ type Peer struct {
 
 // Backend programs the kernel so that every peer's subnet is reachable.
 //
-// SetPeers is idempotent and level-triggered: it takes the complete desired peer set, diffs it
-// against the kernel, adds before it deletes, and returns the joined errors of the peers it could not
-// program while still programming every other peer. Run keeps the kernel state converged (self-healing
-// after external changes) until ctx is done.
+// EnsureDevice creates or repairs the device, idempotently, without touching peer entries. SetPeers
+// is idempotent and level-triggered: it takes the complete desired peer set, diffs it against the
+// kernel, adds before it deletes, and returns the joined errors of what it could not program
+// (a *PeerError for each peer at fault) while still programming every other peer. Run keeps the
+// kernel state converged (self-healing after external changes) until ctx is done. MTU is the
+// device's MTU, the largest a pod may use; Stats are the backend's counters.
 type Backend interface {
+	EnsureDevice(ctx context.Context) error
 	SetPeers(peers []Peer) error
 	Run(ctx context.Context) error
+	MTU() int
+	Stats() Stats
+}
+
+// PeerError is a failure that concerns one peer only: its data is invalid (Err wraps
+// ErrInvalidPeer), or the kernel refused one of its entries.
+type PeerError struct {
+	Peer   string
+	Subnet netip.Prefix
+	Err    error
+}
+
+func (e *PeerError) Error() string {
+	return fmt.Sprintf("peer %q (subnet %s): %v", e.Peer, e.Subnet, e.Err)
+}
+
+func (e *PeerError) Unwrap() error { return e.Err }
+
+// SplitErrors walks err, a tree of joined and wrapped errors of any depth, and returns the
+// per-peer failures in it and every other failure.
+func SplitErrors(err error) (peers []*PeerError, other []error) {
+	if err == nil {
+		return nil, nil
+	}
+	var pe *PeerError
+	if errors.As(err, &pe) && pe == err {
+		return []*PeerError{pe}, nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			p, o := SplitErrors(e)
+			peers, other = append(peers, p...), append(other, o...)
+		}
+		return peers, other
+	}
+	if inner := errors.Unwrap(err); inner != nil {
+		if p, o := SplitErrors(inner); len(p) > 0 {
+			return p, o
+		}
+	}
+	return nil, []error{err}
+}
+
+// Trigger says what started a reconcile.
+type Trigger int
+
+// Reconcile triggers.
+const (
+	// TriggerSetPeers: the caller handed a new desired peer set.
+	TriggerSetPeers Trigger = iota
+	// TriggerEvent: a kernel change notification showed a possible drift (or the loop started).
+	TriggerEvent
+	// TriggerResync: the periodic full resync.
+	TriggerResync
+	// TriggerRetry: the retry of a reconcile that failed.
+	TriggerRetry
+	numTriggers
+)
+
+var triggerNames = [numTriggers]string{"set-peers", "event", "resync", "retry"}
+
+func (t Trigger) String() string { return triggerNames[t] }
+
+// Triggers lists every trigger, in order.
+func Triggers() []Trigger {
+	return []Trigger{TriggerSetPeers, TriggerEvent, TriggerResync, TriggerRetry}
+}
+
+// Stats are a backend's cumulative counters.
+type Stats struct {
+	// Writes counts kernel-changing requests (add, replace, delete, set).
+	Writes uint64
+	// Reconciles counts reconcile passes by what triggered them; Failures those that failed.
+	Reconciles [numTriggers]uint64
+	Failures   uint64
+	// DeviceCreates counts creations of the device, re-creations after it vanished included.
+	DeviceCreates uint64
+}
+
+// LoopReconciles counts the reconciles the backend's own loop ran (every trigger but SetPeers):
+// while Run works, it grows at least every resync interval.
+func (s Stats) LoopReconciles() uint64 {
+	return s.Reconciles[TriggerEvent] + s.Reconciles[TriggerResync] + s.Reconciles[TriggerRetry]
 }

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -10,7 +9,6 @@ import (
 
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
 
-	"github.com/weft-net/weft/backend"
 	"github.com/weft-net/weft/internal/nodeapi"
 	"github.com/weft-net/weft/subnet"
 )
@@ -62,26 +60,5 @@ func TestParseFlagsErrors(t *testing.T) {
 				t.Errorf("error %q: want ErrUsage naming %q", err, tt.want)
 			}
 		})
-	}
-}
-
-func TestKernelErrors(t *testing.T) {
-	bad := fmt.Errorf("peer node-9: %w: MAC is multicast", backend.ErrInvalidPeer)
-	kernel := errors.New("route add: file exists")
-	tests := []struct {
-		name string
-		in   error
-		want string
-	}{
-		{"nil", nil, ""},
-		{"invalid peers only", errors.Join(bad, bad), ""},
-		{"kernel error alone", kernel, "route add: file exists"},
-		{"mixed", errors.Join(bad, kernel), "route add: file exists"},
-	}
-	for _, tt := range tests {
-		got := kernelErrors(tt.in)
-		if (got == nil && tt.want != "") || (got != nil && got.Error() != tt.want) {
-			t.Errorf("%s: kernelErrors = %v, want %q", tt.name, got, tt.want)
-		}
 	}
 }

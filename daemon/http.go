@@ -12,15 +12,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/weft-net/weft/backend"
 )
 
 // metrics are weftd's Prometheus metrics, on a registry of their own.
 type metrics struct {
-	reg               *prometheus.Registry
-	reconciles        prometheus.Counter
-	reconcileErrors   prometheus.Counter
-	reconcileDuration prometheus.Histogram
-	leaseLosses       prometheus.Counter
+	reg             *prometheus.Registry
+	setPeersSeconds prometheus.Histogram
+	leaseLosses     prometheus.Counter
 }
 
 // gauges are read at scrape time from the daemon's components.
@@ -32,19 +32,14 @@ type gauges struct {
 	rejectedClaims func() float64
 	peersBySource  func() map[string]float64
 	peerReachable  func() map[string]float64
+	backend        func() backend.Stats
 }
 
 func newMetrics(g gauges) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
-		reconciles: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "weft_reconcile_total", Help: "Peer-set reconciles of the VXLAN backend.",
-		}),
-		reconcileErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "weft_reconcile_errors_total", Help: "Reconciles that returned an error.",
-		}),
-		reconcileDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "weft_reconcile_duration_seconds", Help: "Duration of peer-set reconciles.",
+		setPeersSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "weft_reconcile_duration_seconds", Help: "Duration of the reconciles that program a new peer set (SetPeers).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
 		leaseLosses: prometheus.NewCounter(prometheus.CounterOpts{
@@ -54,9 +49,23 @@ func newMetrics(g gauges) *metrics {
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
+	counter := func(name, help string, f func(backend.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(g.backend())) })
+	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.reconciles, m.reconcileErrors, m.reconcileDuration, m.leaseLosses,
+		m.setPeersSeconds, m.leaseLosses,
+		labeledCounter("weft_reconcile_total", "Reconciles of the VXLAN backend, by trigger: set-peers (a new peer set), event (a kernel change, or the loop's start), resync (the periodic full resync), retry (after a failed one).",
+			"trigger", func() map[string]float64 {
+				st, out := g.backend(), map[string]float64{}
+				for _, t := range backend.Triggers() {
+					out[t.String()] = float64(st.Reconciles[t])
+				}
+				return out
+			}),
+		counter("weft_reconcile_errors_total", "Reconciles of the VXLAN backend that failed, whatever triggered them.", func(s backend.Stats) uint64 { return s.Failures }),
+		counter("weft_kernel_writes_total", "Kernel-changing netlink requests of the VXLAN backend (adds, replaces, deletes, sets): repairs show here.", func(s backend.Stats) uint64 { return s.Writes }),
+		counter("weft_device_creations_total", "Creations of the VXLAN device, re-creations after it was deleted or found incompatible included.", func(s backend.Stats) uint64 { return s.DeviceCreates }),
 		gauge("weft_etcd_up", "1 while etcd answers, 0 while it does not.", g.etcdUp),
 		gauge("weft_ready", "1 while the node is ready (lease held, device up, peers programmed).", g.ready),
 		gauge("weft_lease_expiry_timestamp_seconds", "When the node's etcd lease runs out unless renewed.", g.leaseExpiry),
@@ -70,32 +79,31 @@ func newMetrics(g gauges) *metrics {
 	return m
 }
 
-// labeledGauge is a gauge vector read at scrape time.
-type labeledGaugeCollector struct {
+// labeledCollector is a metric vector of one label whose values are read at scrape time.
+type labeledCollector struct {
 	desc *prometheus.Desc
+	kind prometheus.ValueType
 	read func() map[string]float64
 }
 
 func labeledGauge(name, help, label string, read func() map[string]float64) prometheus.Collector {
-	return &labeledGaugeCollector{desc: prometheus.NewDesc(name, help, []string{label}, nil), read: read}
+	return &labeledCollector{desc: prometheus.NewDesc(name, help, []string{label}, nil), kind: prometheus.GaugeValue, read: read}
 }
 
-func (c *labeledGaugeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func labeledCounter(name, help, label string, read func() map[string]float64) prometheus.Collector {
+	return &labeledCollector{desc: prometheus.NewDesc(name, help, []string{label}, nil), kind: prometheus.CounterValue, read: read}
+}
 
-func (c *labeledGaugeCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *labeledCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *labeledCollector) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range c.read() {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, k)
+		ch <- prometheus.MustNewConstMetric(c.desc, c.kind, v, k)
 	}
 }
 
-// observeReconcile records one reconcile.
-func (m *metrics) observeReconcile(d time.Duration, err error) {
-	m.reconciles.Inc()
-	m.reconcileDuration.Observe(d.Seconds())
-	if err != nil {
-		m.reconcileErrors.Inc()
-	}
-}
+// observeSetPeers records the duration of one SetPeers.
+func (m *metrics) observeSetPeers(d time.Duration) { m.setPeersSeconds.Observe(d.Seconds()) }
 
 // healthServer serves /healthz, /readyz, /metrics and /debug/peers.
 type healthServer struct {

@@ -105,11 +105,6 @@ func (r *Rules) Ensure() error {
 	return errors.Join(errs...)
 }
 
-// Remove deletes weft's chains and the jumps to them.
-func (r *Rules) Remove() error {
-	return errors.Join(r.remove(r.masqChain()), r.remove(r.forwardChain()))
-}
-
 // Run re-checks the rules every interval, restoring what was changed, until ctx is done.
 func (r *Rules) Run(ctx context.Context, interval time.Duration) error {
 	t := time.NewTicker(interval)

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -47,7 +48,8 @@ func renderRules(t *testing.T, ipt *iptables.IPTables) string {
 	return b.String()
 }
 
-// wantRules is the fixture's flannel rule set with weft's names (see shared/flannel-compat).
+// wantRules is the rule set flannel installs (iptables -S on a flannel v0.28.9 node with --ip-masq), with weft's chain
+// names and comments.
 const wantRules = `*filter
 -A FORWARD -m comment --comment "weft forward" -j WEFT-FWD
 *filter
@@ -119,14 +121,19 @@ func TestRules(t *testing.T) {
 						t.Errorf("%s: rules\n%s\nwant\n%s", s.name, got, s.want)
 					}
 				}
-				if err := r.Remove(); err != nil {
+				if err := removeRules(r); err != nil {
 					t.Fatal(err)
 				}
 				if got := renderRules(t, ipt); got != "" {
 					t.Errorf("after Remove:\n%s", got)
 				}
-				return r.Remove()
+				return removeRules(r)
 			})
 		})
 	}
+}
+
+// removeRules deletes weft's chains and the jumps to them, as an operator uninstalling weft would.
+func removeRules(r *Rules) error {
+	return errors.Join(r.remove(r.masqChain()), r.remove(r.forwardChain()))
 }

@@ -26,28 +26,28 @@ var ErrBadGossipPeers = errors.New("bad gossip peers file")
 // leaseHandler returns the function that takes each lease set from etcd: the view gets the leases
 // that fit the network config, gossip the peers' addresses to join, and the state dir those
 // addresses for the next start.
-func (d *Daemon) leaseHandler() func(weftetcd.LeaseSet) {
+func (n *node) leaseHandler() func(weftetcd.LeaseSet) {
 	misfits := map[netip.Prefix]bool{}
 	return func(set weftetcd.LeaseSet) {
-		leases, misfit := fitting(d.netCfg, set.Leases)
+		leases, misfit := fitting(n.cfg.network, set.Leases)
 		now := map[netip.Prefix]bool{}
 		for _, l := range misfit {
 			now[l.Subnet] = true
 			if !misfits[l.Subnet] {
-				d.log.Warn("lease does not fit the network config, not programming it", "subnet", l.Subnet.String(),
-					"node", l.Attrs.NodeName, "network", d.netCfg.Network.String(), "subnet_len", d.netCfg.SubnetLen)
+				n.log.Warn("lease does not fit the network config, not programming it", "subnet", l.Subnet.String(),
+					"node", l.Attrs.NodeName, "network", n.cfg.network.Network.String(), "subnet_len", n.cfg.network.SubnetLen)
 			}
 		}
 		misfits = now
-		d.view.SetLeases(leases)
+		n.view.SetLeases(leases)
 		var addrs []netip.AddrPort
 		for _, l := range leases {
-			if l.Attrs.GossipAddr.IsValid() && l.Attrs.NodeName != d.cfg.NodeName {
+			if l.Attrs.GossipAddr.IsValid() && l.Attrs.NodeName != n.cfg.name {
 				addrs = append(addrs, l.Attrs.GossipAddr)
 			}
 		}
-		d.member.JoinAddrs(addrs)
-		d.saveGossipPeers(addrs)
+		n.member.JoinAddrs(addrs)
+		n.saveGossipPeers(addrs)
 	}
 }
 
@@ -68,8 +68,8 @@ func fitting(cfg *subnet.Config, leases []subnet.Lease) (fit, misfit []subnet.Le
 }
 
 // joinSavedPeers hands gossip the addresses saved by the last run, before etcd answers.
-func (d *Daemon) joinSavedPeers() {
-	path := filepath.Join(d.cfg.StateDir, gossipPeersFile)
+func (n *node) joinSavedPeers() {
+	path := filepath.Join(n.cfg.stateDir, gossipPeersFile)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return
@@ -79,28 +79,28 @@ func (d *Daemon) joinSavedPeers() {
 		addrs, err = parseGossipPeers(data)
 	}
 	if err != nil {
-		d.log.Warn("ignoring the saved gossip peers", "path", path, "err", err)
+		n.log.Warn("ignoring the saved gossip peers", "path", path, "err", err)
 		return
 	}
-	d.member.JoinAddrs(addrs)
+	n.member.JoinAddrs(addrs)
 }
 
 // saveGossipPeers writes addrs to the state dir when they differ from what it holds.
-func (d *Daemon) saveGossipPeers(addrs []netip.AddrPort) {
+func (n *node) saveGossipPeers(addrs []netip.AddrPort) {
 	addrs = slices.Clone(addrs)
 	slices.SortFunc(addrs, netip.AddrPort.Compare)
 	addrs = slices.Compact(addrs)
 	data, err := json.Marshal(addrs)
 	if err != nil {
-		d.log.Error("encoding the gossip peers", "err", err)
+		n.log.Error("encoding the gossip peers", "err", err)
 		return
 	}
-	path := filepath.Join(d.cfg.StateDir, gossipPeersFile)
+	path := filepath.Join(n.cfg.stateDir, gossipPeersFile)
 	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, data) {
 		return
 	}
 	if err := atomicfile.Write(path, data, 0o600); err != nil {
-		d.log.Warn("saving the gossip peers", "path", path, "err", err)
+		n.log.Warn("saving the gossip peers", "path", path, "err", err)
 	}
 }
 

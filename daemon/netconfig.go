@@ -3,12 +3,14 @@ package daemon
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/weft-net/weft/internal/atomicfile"
 	"github.com/weft-net/weft/subnet"
+	weftetcd "github.com/weft-net/weft/subnet/etcd"
 )
 
 // netConfigFile caches the last good network config in the state dir, so that weftd restarted while
@@ -21,29 +23,29 @@ const configProbe = 5 * time.Second
 // networkConfig returns the network config from etcd and caches it. When a cached config exists and
 // etcd does not give a valid one within configProbe, the cached one is used; without a cache it
 // waits for etcd.
-func (d *Daemon) networkConfig(ctx context.Context) (*subnet.Config, error) {
-	path := filepath.Join(d.cfg.StateDir, netConfigFile)
+func networkConfig(ctx context.Context, mgr *weftetcd.Manager, stateDir string, log *slog.Logger) (*subnet.Config, error) {
+	path := filepath.Join(stateDir, netConfigFile)
 	cached, cacheErr := readCachedConfig(path)
 	if cacheErr != nil {
 		if !errors.Is(cacheErr, os.ErrNotExist) {
-			d.log.Warn("ignoring the cached network config", "path", path, "err", cacheErr)
+			log.Warn("ignoring the cached network config", "path", path, "err", cacheErr)
 		}
-		cfg, err := d.mgr.WaitConfig(ctx)
+		cfg, err := mgr.WaitConfig(ctx)
 		if err != nil {
 			return nil, err
 		}
-		return cfg, d.cacheConfig(path, cfg)
+		return cfg, cacheConfig(path, cfg)
 	}
 	pctx, cancel := context.WithTimeout(ctx, configProbe)
 	defer cancel()
-	cfg, err := d.mgr.WaitConfig(pctx)
+	cfg, err := mgr.WaitConfig(pctx)
 	if err == nil {
-		return cfg, d.cacheConfig(path, cfg)
+		return cfg, cacheConfig(path, cfg)
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	d.log.Warn("no valid network config from etcd; running on the last good one", "path", path, "err", err)
+	log.Warn("no valid network config from etcd; running on the last good one", "path", path, "err", err)
 	return cached, nil
 }
 
@@ -55,7 +57,7 @@ func readCachedConfig(path string) (*subnet.Config, error) {
 	return subnet.ParseConfig(data)
 }
 
-func (d *Daemon) cacheConfig(path string, cfg *subnet.Config) error {
+func cacheConfig(path string, cfg *subnet.Config) error {
 	data, err := cfg.MarshalJSON()
 	if err != nil {
 		return err

@@ -9,25 +9,26 @@ func boolFloat(b bool) float64 {
 	return 0
 }
 
-func (d *Daemon) gauges() gauges {
+func (n *node) gauges() gauges {
 	return gauges{
-		etcdUp: func() float64 { return boolFloat(d.mgr.EtcdUp()) },
-		ready:  func() float64 { return boolFloat(d.ready() == nil) },
+		etcdUp: func() float64 { return boolFloat(n.store.EtcdUp()) },
+		ready:  func() float64 { return boolFloat(n.ready() == nil) },
 		leaseExpiry: func() float64 {
-			if t := d.mgr.LeaseExpiry(); !t.IsZero() {
+			if t := n.store.LeaseExpiry(); !t.IsZero() {
 				return float64(t.Unix())
 			}
 			return 0
 		},
-		gossipMembers:  func() float64 { return float64(d.member.Stats().Members) },
-		rejectedClaims: func() float64 { return float64(d.view.Stats().RejectedClaimsTotal) },
+		gossipMembers:  func() float64 { return float64(n.member.Stats().Members) },
+		rejectedClaims: func() float64 { return float64(n.view.Stats().RejectedClaimsTotal) },
 		peersBySource: func() map[string]float64 {
-			s := d.view.Stats()
+			s := n.view.Stats()
 			return map[string]float64{"etcd": float64(s.PeersFromEtcd), "gossip": float64(s.PeersFromGossip)}
 		},
+		backend: n.be.Stats,
 		peerReachable: func() map[string]float64 {
 			out := map[string]float64{}
-			for name, r := range d.prober.results() {
+			for name, r := range n.prober.results() {
 				out[name] = boolFloat(r.Reachable)
 			}
 			return out
@@ -36,11 +37,11 @@ func (d *Daemon) gauges() gauges {
 }
 
 // debugPeers renders /debug/peers for weftctl: per peer, the etcd and gossip views and the probe.
-func (d *Daemon) debugPeers() any {
-	snap := d.view.Snapshot()
-	probes := d.prober.results()
-	out := nodeapi.Peers{Node: d.cfg.NodeName, Ready: d.ready() == nil, EtcdUp: d.mgr.EtcdUp(), Members: snap.Members}
-	if l := d.lease.Load(); l != nil {
+func (n *node) debugPeers() any {
+	snap := n.view.Snapshot()
+	probes := n.prober.results()
+	out := nodeapi.Peers{Node: n.cfg.name, Ready: n.ready() == nil, EtcdUp: n.store.EtcdUp(), Members: snap.Members}
+	if l := n.snapshot().lease; l != nil {
 		out.Subnet = l.Subnet.String()
 	}
 	for _, p := range snap.Peers {

@@ -1,7 +1,7 @@
 // Package docs_test keeps the documentation true to the code: the weftd flag table in
 // configuration.md is generated from weftd's flag set, the field tables of the network config and
-// the CNI plugin go through the parsers that read those fields, the metrics listed in
-// operations.md are the ones weftd registers, and every relative link and anchor resolves.
+// the CNI plugin go through the parsers that read those fields, and every relative link and anchor
+// resolves. (The metrics table is checked in package daemon, against weftd's own registry.)
 package docs_test
 
 import (
@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/weft-net/weft/cni"
 	"github.com/weft-net/weft/daemon"
+	"github.com/weft-net/weft/internal/doctest"
 	"github.com/weft-net/weft/internal/flagenv"
 	"github.com/weft-net/weft/subnet"
 )
@@ -37,39 +37,6 @@ func readFile(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return string(data)
-}
-
-// section returns the lines strictly between the line starting with "<!-- BEGIN name" and the line
-// "<!-- END name -->", and the byte offsets of that body in doc.
-func section(t *testing.T, doc, name string) (body string, start, end int) {
-	t.Helper()
-	begin := strings.Index(doc, "<!-- BEGIN "+name)
-	if begin < 0 {
-		t.Fatalf("no <!-- BEGIN %s marker", name)
-	}
-	start = begin + strings.IndexByte(doc[begin:], '\n') + 1
-	n := strings.Index(doc[start:], "<!-- END "+name+" -->")
-	if n < 0 {
-		t.Fatalf("no <!-- END %s --> marker after its BEGIN", name)
-	}
-	return doc[start : start+n], start, start + n
-}
-
-// rows returns the cells of a Markdown table's body rows (header and separator left out).
-func rows(t *testing.T, table string) [][]string {
-	t.Helper()
-	lines := strings.Split(strings.TrimSpace(table), "\n")
-	if len(lines) < 3 {
-		t.Fatalf("table has no rows:\n%s", table)
-	}
-	var out [][]string
-	for _, l := range lines[2:] {
-		if !strings.HasPrefix(l, "| ") || !strings.HasSuffix(l, " |") {
-			t.Fatalf("not a table row: %q", l)
-		}
-		out = append(out, strings.Split(l[2:len(l)-2], " | "))
-	}
-	return out
 }
 
 type weftdFlag struct {
@@ -150,7 +117,7 @@ func renderFlagTable(flags []weftdFlag) string {
 func TestWeftdFlagTable(t *testing.T) {
 	const file = "configuration.md"
 	doc := readFile(t, file)
-	body, start, end := section(t, doc, "weftd-flags")
+	body, start, end := doctest.Section(t, doc, "weftd-flags")
 	want := renderFlagTable(weftdFlags(t))
 	if body == want {
 		return
@@ -195,7 +162,7 @@ func checkFields(t *testing.T, table string, base map[string]any, parse func([]b
 		t.Fatalf("%s: %v", baseJSON, err)
 	}
 	seen := make(map[string]bool)
-	for _, r := range rows(t, table) {
+	for _, r := range doctest.Rows(t, table) {
 		field, ok := strings.CutPrefix(r[0], "`")
 		field, ok2 := strings.CutSuffix(field, "`")
 		if !ok || !ok2 || len(r) != 3 {
@@ -231,7 +198,7 @@ func checkFields(t *testing.T, table string, base map[string]any, parse func([]b
 }
 
 func TestNetworkConfigTable(t *testing.T) {
-	body, _, _ := section(t, readFile(t, "configuration.md"), "network-config-fields")
+	body, _, _ := doctest.Section(t, readFile(t, "configuration.md"), "network-config-fields")
 	checkFields(t, body, map[string]any{"Network": "10.244.0.0/16"}, func(b []byte) (any, error) {
 		c, err := subnet.ParseConfig(b)
 		if err != nil {
@@ -242,7 +209,7 @@ func TestNetworkConfigTable(t *testing.T) {
 }
 
 func TestCNIConfigTable(t *testing.T) {
-	body, _, _ := section(t, readFile(t, "configuration.md"), "cni-fields")
+	body, _, _ := doctest.Section(t, readFile(t, "configuration.md"), "cni-fields")
 	checkFields(t, body, map[string]any{"cniVersion": "1.1.0", "name": "weft", "type": "weft"}, func(b []byte) (any, error) {
 		c, err := cni.ParseConfig(b)
 		if err != nil {
@@ -250,41 +217,6 @@ func TestCNIConfigTable(t *testing.T) {
 		}
 		return *c, nil
 	})
-}
-
-// TestMetricsTable compares the metrics operations.md lists with the weft_* names in daemon's
-// sources, where weftd registers them.
-func TestMetricsTable(t *testing.T) {
-	srcs, err := filepath.Glob("../daemon/*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := regexp.MustCompile(`"(weft_[a-z0-9_]+)"`)
-	code := make(map[string]bool)
-	for _, src := range srcs {
-		if strings.HasSuffix(src, "_test.go") {
-			continue
-		}
-		for _, m := range name.FindAllStringSubmatch(readFile(t, src), -1) {
-			code[m[1]] = true
-		}
-	}
-	body, _, _ := section(t, readFile(t, "operations.md"), "metrics")
-	documented := make(map[string]bool)
-	for _, r := range rows(t, body) {
-		m, _, _ := strings.Cut(strings.Trim(r[0], "`"), "{")
-		documented[m] = true
-	}
-	for _, m := range slices.Sorted(maps.Keys(code)) {
-		if !documented[m] {
-			t.Errorf("weftd exports %s, operations.md does not list it", m)
-		}
-	}
-	for _, m := range slices.Sorted(maps.Keys(documented)) {
-		if !code[m] {
-			t.Errorf("operations.md lists %s, which weftd does not export", m)
-		}
-	}
 }
 
 var link = regexp.MustCompile(`\]\(([^)\s]+)\)`)

@@ -113,7 +113,7 @@ func BenchmarkResyncUnchanged(b *testing.B) {
 	setPeers(b, be, manyPeers(1000, 0))
 	before := be.Stats().Writes
 	for b.Loop() {
-		if err := be.reconcile(); err != nil {
+		if err := be.reconcile(backend.TriggerResync); err != nil {
 			b.Fatal(err)
 		}
 	}

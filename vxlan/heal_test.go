@@ -134,8 +134,13 @@ route 10.244.3.0/24 via 10.244.3.0 dev weft.1 onlink proto 87 metric 2161
 	mustDo("delete device", n.h.LinkDel(n.link(t, "weft.1")))
 	took = eventually(t, healDeadline, "device deleted", deviceBack)
 	t.Logf("device deleted: repaired in %v", took)
-	if st := b.Stats(); st.DeviceCreates != 2 {
+	st := b.Stats()
+	if st.DeviceCreates != 2 {
 		t.Fatalf("DeviceCreates = %d, want 2 (initial + after deletion)", st.DeviceCreates)
+	}
+	// Every repair above was the loop's, on a kernel event: the hourly resync never ran.
+	if r := st.Reconciles; r[backend.TriggerSetPeers] != 2 || r[backend.TriggerResync] != 0 || r[backend.TriggerEvent] < 3 {
+		t.Fatalf("reconciles by trigger %v, want 2 set-peers, 0 resyncs and an event reconcile per repair", r)
 	}
 }
 
@@ -146,7 +151,7 @@ func TestRunTwice(t *testing.T) {
 	b := newBackend(t, n, testConfig(t))
 	runBackend(t, b)
 	eventually(t, healDeadline, "first Run active", func() string {
-		if b.Stats().Reconciles == 0 {
+		if b.Stats().LoopReconciles() == 0 {
 			return "no reconcile yet"
 		}
 		return ""
@@ -242,6 +247,14 @@ func TestPeriodicResyncRepairs(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := renderPeers(t, n, "weft.1", DefaultRouteProtocol)
+	eventually(t, healDeadline, "the loop's first reconcile", func() string {
+		if b.Stats().LoopReconciles() == 0 {
+			return "none yet"
+		}
+		return ""
+	})
+	b.mu.Lock() // the loop's first reconcile counts when it starts: wait until it is done
+	b.mu.Unlock()
 	_, dst, _ := net.ParseCIDR("10.244.2.0/24")
 	if err := n.h.RouteDel(&netlink.Route{LinkIndex: n.link(t, "weft.1").Attrs().Index, Dst: dst}); err != nil {
 		t.Fatal(err)
@@ -249,6 +262,9 @@ func TestPeriodicResyncRepairs(t *testing.T) {
 	eventually(t, healDeadline, "route deleted", func() string {
 		return textDiff(renderPeers(t, n, "weft.1", DefaultRouteProtocol), want)
 	})
+	if r := b.Stats().Reconciles; r[backend.TriggerResync] == 0 || r[backend.TriggerEvent] != 1 {
+		t.Fatalf("reconciles by trigger %v, want the repair from a resync (events only start the loop)", r)
+	}
 }
 
 // TestRestartKeepsPeers: a new Backend (a restarted daemon) that runs before it is given the peer
@@ -273,7 +289,7 @@ func TestRestartKeepsPeers(t *testing.T) {
 	restarted := newBackend(t, n, cfg)
 	runBackend(t, restarted)
 	eventually(t, healDeadline, "first reconcile of the restarted backend", func() string {
-		if restarted.Stats().Reconciles == 0 {
+		if restarted.Stats().LoopReconciles() == 0 {
 			return "no reconcile yet"
 		}
 		return ""

@@ -17,23 +17,34 @@ func (m mac) hw() net.HardwareAddr { return net.HardwareAddr(m[:]) }
 
 func (m mac) String() string { return m.hw().String() }
 
+// peerID names the peer a desired entry is for, for its errors.
+type peerID struct {
+	name   string
+	subnet netip.Prefix
+}
+
+// fail wraps err as a failure of this peer alone.
+func (id peerID) fail(err error) error {
+	return &backend.PeerError{Peer: id.name, Subnet: id.subnet, Err: err}
+}
+
 // neighSpec is a desired permanent neighbour entry on the device: the peer subnet's network
 // address resolves to the peer's VTEP MAC.
 type neighSpec struct {
-	peer string
+	peer peerID
 	mac  mac
 }
 
 // fdbSpec is a desired FDB entry on the device: the VTEP MAC is reached at the peer's public IP.
 type fdbSpec struct {
-	peer string
+	peer peerID
 	dst  netip.Addr
 }
 
 // routeSpec is a desired route to a peer subnet: via gw on the device (onlink), or, when direct,
 // via the peer's public IP on the underlay link.
 type routeSpec struct {
-	peer   string
+	peer   peerID
 	gw     netip.Addr
 	direct bool
 }
@@ -46,9 +57,10 @@ type desired struct {
 	routes map[netip.Prefix]routeSpec
 }
 
-// peerError wraps backend.ErrInvalidPeer with the peer's identity and the problem.
+// peerError is the *backend.PeerError of an invalid peer: it wraps backend.ErrInvalidPeer and says
+// the problem.
 func peerError(p backend.Peer, format string, args ...any) error {
-	return fmt.Errorf("peer %q (subnet %s): %w: %s", p.Name, p.Subnet, backend.ErrInvalidPeer, fmt.Sprintf(format, args...))
+	return peerID{p.Name, p.Subnet}.fail(fmt.Errorf("%w: %s", backend.ErrInvalidPeer, fmt.Sprintf(format, args...)))
 }
 
 // buildDesired validates peers and returns the desired state of the valid ones plus one error per
@@ -110,7 +122,7 @@ func (b *Backend) buildDesired(peers []backend.Peer) (*desired, []error) {
 			errs = append(errs, peerError(c.peer, "%s", c.conflict))
 			continue
 		}
-		name := c.peer.Name
+		name := peerID{c.peer.Name, c.peer.Subnet}
 		if b.cfg.DirectRouting && b.underlay.Net.Contains(c.public) {
 			d.routes[c.peer.Subnet] = routeSpec{peer: name, gw: c.public, direct: true}
 			continue

@@ -28,13 +28,13 @@ func offlineBackend(direct bool) *Backend {
 func renderDesired(d *desired) string {
 	var lines []string
 	for ip, s := range d.neigh {
-		lines = append(lines, fmt.Sprintf("neigh %s %s (%s)", ip, s.mac, s.peer))
+		lines = append(lines, fmt.Sprintf("neigh %s %s (%s)", ip, s.mac, s.peer.name))
 	}
 	for m, s := range d.fdb {
-		lines = append(lines, fmt.Sprintf("fdb %s %s (%s)", m, s.dst, s.peer))
+		lines = append(lines, fmt.Sprintf("fdb %s %s (%s)", m, s.dst, s.peer.name))
 	}
 	for dst, s := range d.routes {
-		lines = append(lines, fmt.Sprintf("route %s via %s direct %t (%s)", dst, s.gw, s.direct, s.peer))
+		lines = append(lines, fmt.Sprintf("route %s via %s direct %t (%s)", dst, s.gw, s.direct, s.peer.name))
 	}
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
@@ -71,7 +71,7 @@ func TestBuildDesiredRejectsInvalidPeers(t *testing.T) {
 			if len(errs) != 1 || !errors.Is(errs[0], backend.ErrInvalidPeer) || !strings.Contains(errs[0].Error(), tt.problem) {
 				t.Fatalf("errors %v, want one ErrInvalidPeer mentioning %q", errs, tt.problem)
 			}
-			if !strings.Contains(errs[0].Error(), `peer "x"`) {
+			if pe := (*backend.PeerError)(nil); !errors.As(errs[0], &pe) || pe.Peer != "x" {
 				t.Fatalf("error %q does not name the peer", errs[0])
 			}
 			want := "fdb 02:aa:00:00:00:02 198.51.100.2 (good)\nneigh 10.244.2.0 02:aa:00:00:00:02 (good)\n" +
@@ -118,10 +118,11 @@ route 10.244.13.0/24 via 10.244.13.0 direct false (multi-2)`
 		}
 		var names []string
 		for _, err := range errs {
-			if !errors.Is(err, backend.ErrInvalidPeer) {
-				t.Fatalf("error %v is not ErrInvalidPeer", err)
+			var pe *backend.PeerError
+			if !errors.Is(err, backend.ErrInvalidPeer) || !errors.As(err, &pe) {
+				t.Fatalf("error %v is not an invalid peer's PeerError", err)
 			}
-			names = append(names, strings.Split(err.Error(), `"`)[1])
+			names = append(names, pe.Peer)
 		}
 		slices.Sort(names)
 		wantNames := slices.Sorted(slices.Values(rejected))

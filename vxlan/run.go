@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/weft-net/weft/backend"
 	"github.com/weft-net/weft/internal/backoff"
 )
 
@@ -52,37 +53,38 @@ func (b *Backend) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	var due time.Time // when the timer fires; zero while it is stopped
-	arm := func(after time.Duration) {
+	var pending backend.Trigger
+	arm := func(after time.Duration, why backend.Trigger) {
 		at := time.Now().Add(after)
 		if due.IsZero() || at.Before(due) {
 			timer.Reset(after)
-			due = at
+			due, pending = at, why
 		}
 	}
 	retry := backoff.Backoff{Min: retryMin, Max: b.cfg.ResyncInterval}
-	reconcile := func() {
-		err := b.reconcile()
+	reconcile := func(why backend.Trigger) {
+		err := b.reconcile(why)
 		if err == nil {
 			retry.Reset()
 			return
 		}
 		delay := retry.Next()
-		b.log.Warn("reconcile failed", "err", err, "retry_in", delay)
-		arm(delay)
+		b.log.Warn("reconcile failed", "trigger", why, "err", err, "retry_in", delay)
+		arm(delay, backend.TriggerRetry)
 	}
 
-	reconcile()
+	reconcile(backend.TriggerEvent)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-kick:
-			arm(b.cfg.Debounce)
+			arm(b.cfg.Debounce, backend.TriggerEvent)
 		case <-timer.C:
 			due = time.Time{}
-			reconcile()
+			reconcile(pending)
 		case <-resync.C:
-			reconcile()
+			reconcile(backend.TriggerResync)
 		}
 	}
 }

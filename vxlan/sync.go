@@ -57,7 +57,7 @@ func (b *Backend) planNeigh(dev int, kernel []netlink.Neigh, d *desired) (adds, 
 				IP: ip.AsSlice(), HardwareAddr: spec.mac.hw(),
 			}))
 			if err != nil {
-				return fmt.Errorf("peer %q: neighbour %s lladdr %s: %w", spec.peer, ip, spec.mac, err)
+				return spec.peer.fail(fmt.Errorf("neighbour %s lladdr %s: %w", ip, spec.mac, err))
 			}
 			return nil
 		})
@@ -103,7 +103,7 @@ func (b *Backend) planFDB(dev int, kernel []netlink.Neigh, d *desired) (adds, de
 				IP: spec.dst.AsSlice(), HardwareAddr: m.hw(),
 			}))
 			if err != nil {
-				return fmt.Errorf("peer %q: fdb %s dst %s: %w", spec.peer, m, spec.dst, err)
+				return spec.peer.fail(fmt.Errorf("fdb %s dst %s: %w", m, spec.dst, err))
 			}
 			return nil
 		})
@@ -140,8 +140,8 @@ func (b *Backend) planRoutes(dev int, ks Owned, d *desired) (adds, dels []op, er
 		if f, ok := foreign[dst]; ok && f.Priority < want.Priority {
 			// weft's route is still installed, to take over once the foreign route is gone. A
 			// foreign route with weft's exact key makes the exclusive add fail instead.
-			errs = append(errs, fmt.Errorf("peer %q: route %s: %w: it is shadowed by metric %d (protocol %d, link index %d)",
-				spec.peer, dst, ErrRouteConflict, f.Priority, f.Protocol, f.LinkIndex))
+			errs = append(errs, spec.peer.fail(fmt.Errorf("route %s: %w: it is shadowed by metric %d (protocol %d, link index %d)",
+				dst, ErrRouteConflict, f.Priority, f.Protocol, f.LinkIndex)))
 		}
 		owned := have[dst]
 		delete(have, dst)
@@ -214,16 +214,16 @@ func (b *Backend) routeSet(want *netlink.Route, spec routeSpec, replace bool) op
 	return func() error {
 		if replace {
 			if err := b.write(b.h.RouteReplace(want)); err != nil {
-				return fmt.Errorf("peer %q: replace route %s via %s: %w", spec.peer, want.Dst, spec.gw, err)
+				return spec.peer.fail(fmt.Errorf("replace route %s via %s: %w", want.Dst, spec.gw, err))
 			}
 			return nil
 		}
 		err := b.write(b.h.RouteAdd(want))
 		if errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("peer %q: route %s: %w: one holds metric %d", spec.peer, want.Dst, ErrRouteConflict, want.Priority)
+			return spec.peer.fail(fmt.Errorf("route %s: %w: one holds metric %d", want.Dst, ErrRouteConflict, want.Priority))
 		}
 		if err != nil {
-			return fmt.Errorf("peer %q: add route %s via %s: %w", spec.peer, want.Dst, spec.gw, err)
+			return spec.peer.fail(fmt.Errorf("add route %s via %s: %w", want.Dst, spec.gw, err))
 		}
 		return nil
 	}

@@ -133,21 +133,22 @@ func (b *Backend) SetPeers(peers []backend.Peer) error {
 	d, errs := b.buildDesired(peers)
 	b.want.Store(d)
 	b.peersKnown.Store(true)
-	if err := b.reconcileLocked(); err != nil {
+	if err := b.reconcileLocked(backend.TriggerSetPeers); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-// reconcile brings the device and every peer entry in line with the desired state.
-func (b *Backend) reconcile() error {
+// reconcile brings the device and every peer entry in line with the desired state; trigger says
+// why, for the counters.
+func (b *Backend) reconcile(trigger backend.Trigger) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.reconcileLocked()
+	return b.reconcileLocked(trigger)
 }
 
-func (b *Backend) reconcileLocked() error {
-	b.stats.reconciles.Add(1)
+func (b *Backend) reconcileLocked(trigger backend.Trigger) error {
+	b.stats.reconciles[trigger].Add(1)
 	dev, err := b.ensureDeviceLocked()
 	if err == nil && b.peersKnown.Load() {
 		err = b.syncPeers(dev, b.want.Load())
@@ -158,29 +159,22 @@ func (b *Backend) reconcileLocked() error {
 	return err
 }
 
-// Stats are cumulative counters of a Backend, for tests and metrics.
-type Stats struct {
-	// Writes counts netlink requests that change kernel state (add, replace, delete, set).
-	Writes uint64
-	// Reconciles counts reconcile passes (SetPeers, events, resyncs); Failures those with errors.
-	Reconciles uint64
-	Failures   uint64
-	// DeviceCreates counts creations of the device, including recreations.
-	DeviceCreates uint64
-}
-
 type counters struct {
-	writes, reconciles, failures, deviceCreates atomic.Uint64
+	writes, failures, deviceCreates atomic.Uint64
+	reconciles                      [len(backend.Stats{}.Reconciles)]atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
-func (b *Backend) Stats() Stats {
-	return Stats{
+func (b *Backend) Stats() backend.Stats {
+	s := backend.Stats{
 		Writes:        b.stats.writes.Load(),
-		Reconciles:    b.stats.reconciles.Load(),
 		Failures:      b.stats.failures.Load(),
 		DeviceCreates: b.stats.deviceCreates.Load(),
 	}
+	for i := range s.Reconciles {
+		s.Reconciles[i] = b.stats.reconciles[i].Load()
+	}
+	return s
 }
 
 // write counts one kernel-changing netlink request and passes its error through.

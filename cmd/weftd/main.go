@@ -12,9 +12,14 @@ import (
 	"syscall"
 
 	"github.com/weft-net/weft/daemon"
+	"github.com/weft-net/weft/internal/version"
 )
 
 func main() {
+	if len(os.Args) == 2 && (os.Args[1] == "-version" || os.Args[1] == "--version") {
+		fmt.Println("weftd", version.Version)
+		return
+	}
 	cfg, err := daemon.ParseFlags(os.Args[1:], os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)

@@ -1,0 +1,358 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/gossip"
+	"github.com/weft-net/weft/internal/backoff"
+	"github.com/weft-net/weft/internal/poll"
+	"github.com/weft-net/weft/peerview"
+	"github.com/weft-net/weft/subnet"
+	weftetcd "github.com/weft-net/weft/subnet/etcd"
+)
+
+// fakeStore is an etcd that answers as the test says.
+type fakeStore struct {
+	mu sync.Mutex
+	// acquire answers Acquire; nil means etcd does not answer (the call times out).
+	acquire func() (*subnet.Lease, error)
+	last    netip.Prefix
+	// lose ends the running KeepAlive with ErrLeaseLost.
+	lose chan struct{}
+}
+
+func (f *fakeStore) setAcquire(fn func() (*subnet.Lease, error)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.acquire = fn
+}
+
+func (f *fakeStore) Acquire(ctx context.Context, _ *subnet.Config, _ subnet.LeaseAttrs) (*subnet.Lease, error) {
+	f.mu.Lock()
+	fn := f.acquire
+	f.mu.Unlock()
+	if fn == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Millisecond):
+		}
+		return nil, context.DeadlineExceeded
+	}
+	return fn()
+}
+
+func (f *fakeStore) KeepAlive(ctx context.Context, l *subnet.Lease) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-f.lose:
+		return fmt.Errorf("%w: %s: key deleted", weftetcd.ErrLeaseLost, l.Subnet)
+	}
+}
+
+func (f *fakeStore) Watch(ctx context.Context, _ func(weftetcd.LeaseSet)) error {
+	<-ctx.Done()
+	return nil
+}
+
+func (f *fakeStore) LastSubnet() (netip.Prefix, bool) { return f.last, f.last.IsValid() }
+func (f *fakeStore) EtcdUp() bool                     { return true }
+func (f *fakeStore) LeaseExpiry() time.Time           { return time.Time{} }
+
+// fakeBackend programs nothing and fails SetPeers as the test says.
+type fakeBackend struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (b *fakeBackend) setErr(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.err = err
+}
+
+func (b *fakeBackend) SetPeers([]backend.Peer) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+func (b *fakeBackend) EnsureDevice(context.Context) error { return nil }
+func (b *fakeBackend) Run(ctx context.Context) error      { <-ctx.Done(); return nil }
+func (b *fakeBackend) MTU() int                           { return 1450 }
+func (b *fakeBackend) Stats() backend.Stats               { return backend.Stats{} }
+
+type fakeMember struct{ metas []gossip.Meta }
+
+func (m *fakeMember) SetMeta(meta gossip.Meta) error { m.metas = append(m.metas, meta); return nil }
+func (m *fakeMember) JoinAddrs([]netip.AddrPort)     {}
+func (m *fakeMember) Run(ctx context.Context) error  { <-ctx.Done(); return nil }
+func (m *fakeMember) ReloadKeys() error              { return nil }
+func (m *fakeMember) Stats() gossip.MemberStats      { return gossip.MemberStats{} }
+
+type fakeView struct{}
+
+func (fakeView) SetLeases([]subnet.Lease)      {}
+func (fakeView) SetLocalSubnet(netip.Prefix)   {}
+func (fakeView) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+func (fakeView) Snapshot() peerview.Snapshot   { return peerview.Snapshot{} }
+func (fakeView) Stats() peerview.ViewStats     { return peerview.ViewStats{} }
+
+func testLease(sn string, etcdLease int64) func() (*subnet.Lease, error) {
+	return func() (*subnet.Lease, error) {
+		return &subnet.Lease{Subnet: netip.MustParsePrefix(sn), EtcdLease: etcdLease, Attrs: testAttrs}, nil
+	}
+}
+
+var (
+	testNetCfg = func() *subnet.Config {
+		c, err := subnet.ParseConfig([]byte(`{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}`))
+		if err != nil {
+			panic(err)
+		}
+		return c
+	}()
+	testAttrs = subnet.LeaseAttrs{
+		PublicIP: netip.MustParseAddr("192.0.2.1"), BackendType: subnet.BackendVXLAN, VNI: 1,
+		VtepMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Format: subnet.LeaseFormat, NodeName: "n1",
+	}
+	peerB = backend.Peer{Name: "n2", Subnet: netip.MustParsePrefix("10.244.2.0/24"), PublicIP: netip.MustParseAddr("192.0.2.2"),
+		VtepMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}}
+)
+
+// testNode is a node over fakes whose subnet.env writes are kept in envs.
+type testNode struct {
+	*node
+	store  *fakeStore
+	be     *fakeBackend
+	member *fakeMember
+	envs   []subnet.Env
+}
+
+func newTestNode(t *testing.T) *testNode {
+	t.Helper()
+	tn := &testNode{store: &fakeStore{lose: make(chan struct{})}, be: &fakeBackend{}, member: &fakeMember{}}
+	tn.node = &node{
+		cfg: nodeConfig{
+			name: "n1", network: testNetCfg, attrs: testAttrs, ipMasq: true, stateDir: t.TempDir(), resync: time.Hour,
+			retry: backoff.Backoff{Min: time.Millisecond, Max: 10 * time.Millisecond},
+		},
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), store: tn.store, be: tn.be, view: fakeView{},
+		member: tn.member, prober: newProber(0, slog.New(slog.DiscardHandler)),
+		publish: func(e *subnet.Env) error { tn.envs = append(tn.envs, *e); return nil },
+	}
+	tn.metrics = newMetrics(tn.gauges())
+	return tn
+}
+
+// render is the node's state and the last subnet.env it published, as text.
+func (tn *testNode) render() string {
+	s := tn.snapshot()
+	var b strings.Builder
+	switch {
+	case s.lease == nil:
+		b.WriteString("lease=none")
+	case s.held:
+		fmt.Fprintf(&b, "lease=%s held", s.lease.Subnet)
+	default:
+		fmt.Fprintf(&b, "lease=%s unconfirmed", s.lease.Subnet)
+	}
+	fmt.Fprintf(&b, " programmed=%t", s.programmed)
+	if err := s.ready(); err != nil {
+		fmt.Fprintf(&b, " not-ready(%v)", err)
+	} else {
+		b.WriteString(" ready")
+	}
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	if len(tn.envs) > 0 {
+		e := tn.envs[len(tn.envs)-1]
+		b.WriteString("\nenv " + strings.ReplaceAll(strings.TrimSpace(string(e.Marshal())), "\n", " "))
+	}
+	return b.String()
+}
+
+func invalidPeer() error {
+	return &backend.PeerError{Peer: "n9", Subnet: netip.MustParsePrefix("10.244.9.0/24"), Err: fmt.Errorf("%w: VtepMAC is multicast", backend.ErrInvalidPeer)}
+}
+
+// TestNodeStates drives the node's logic through start-up, programming, lease loss and
+// re-acquisition with fakes, rendering its state and subnet.env after each step.
+func TestNodeStates(t *testing.T) {
+	ctx := t.Context()
+	tn := newTestNode(t)
+	steps := []struct {
+		name string
+		do   func() error
+		want string
+	}{
+		{"start: etcd gives the lease", func() error {
+			tn.store.setAcquire(testLease("10.244.1.0/24", 7))
+			l, held, err := acquireLease(ctx, tn.store, tn.cfg, time.Second, tn.log)
+			tn.start(l, held)
+			return err
+		}, `lease=10.244.1.0/24 held programmed=false not-ready(initial peer set not programmed yet)
+env FLANNEL_NETWORK=10.244.0.0/16 FLANNEL_SUBNET=10.244.1.1/24 FLANNEL_MTU=1450 FLANNEL_IPMASQ=true WEFT_READY=false`},
+		{"first peer set programmed", func() error { tn.program([]backend.Peer{peerB}); return nil },
+			`lease=10.244.1.0/24 held programmed=true ready
+env FLANNEL_NETWORK=10.244.0.0/16 FLANNEL_SUBNET=10.244.1.1/24 FLANNEL_MTU=1450 FLANNEL_IPMASQ=true WEFT_READY=true`},
+		{"an invalid peer does not make the node unready", func() error {
+			tn.be.setErr(errors.Join(invalidPeer()))
+			tn.program([]backend.Peer{peerB})
+			return nil
+		}, `lease=10.244.1.0/24 held programmed=true ready
+env FLANNEL_NETWORK=10.244.0.0/16 FLANNEL_SUBNET=10.244.1.1/24 FLANNEL_MTU=1450 FLANNEL_IPMASQ=true WEFT_READY=true`},
+		{"a kernel failure, joined deep under an invalid peer, does", func() error {
+			tn.be.setErr(errors.Join(invalidPeer(), fmt.Errorf("reconcile: %w", errors.New("device weft.1: operation not permitted"))))
+			tn.program([]backend.Peer{peerB})
+			return nil
+		}, `lease=10.244.1.0/24 held programmed=true not-ready(last reconcile failed: reconcile: device weft.1: operation not permitted)
+env FLANNEL_NETWORK=10.244.0.0/16 FLANNEL_SUBNET=10.244.1.1/24 FLANNEL_MTU=1450 FLANNEL_IPMASQ=true WEFT_READY=false`},
+		{"repaired", func() error { tn.be.setErr(nil); tn.program(nil); return nil },
+			`lease=10.244.1.0/24 held programmed=true ready
+env FLANNEL_NETWORK=10.244.0.0/16 FLANNEL_SUBNET=10.244.1.1/24 FLANNEL_MTU=1450 FLANNEL_IPMASQ=true WEFT_READY=true`},
+		{"lease lost", func() error { tn.lost(); return nil },
+			`lease=10.244.1.0/24 unconfirmed programmed=true not-ready(no subnet lease held)
+env FLANNEL_NETWORK=10.244.0.0/16 FLANNEL_SUBNET=10.244.1.1/24 FLANNEL_MTU=1450 FLANNEL_IPMASQ=true WEFT_READY=false`},
+		{"the same subnet re-acquired", func() error { tn.store.setAcquire(testLease("10.244.1.0/24", 8)); return tn.confirmLease(ctx) },
+			`lease=10.244.1.0/24 held programmed=true ready
+env FLANNEL_NETWORK=10.244.0.0/16 FLANNEL_SUBNET=10.244.1.1/24 FLANNEL_MTU=1450 FLANNEL_IPMASQ=true WEFT_READY=true`},
+		{"lost again, and the subnet went to another node", func() error {
+			tn.lost()
+			tn.store.setAcquire(testLease("10.244.5.0/24", 9))
+			return tn.confirmLease(ctx)
+		}, `error: the node's subnet changed
+lease=10.244.1.0/24 unconfirmed programmed=true not-ready(no subnet lease held)
+env FLANNEL_NETWORK=10.244.0.0/16 FLANNEL_SUBNET=10.244.1.1/24 FLANNEL_MTU=1450 FLANNEL_IPMASQ=true WEFT_READY=false`},
+	}
+	for _, s := range steps {
+		var got string
+		if err := s.do(); err != nil {
+			got = "error: " + errorRoot(err) + "\n" + tn.render()
+		} else {
+			got = tn.render()
+		}
+		if got != s.want {
+			t.Fatalf("step %q:\n%s\nwant:\n%s", s.name, got, s.want)
+		}
+	}
+	if n := len(tn.member.metas); n != 1 || tn.member.metas[0].Subnet.String() != "10.244.1.0/24" {
+		t.Errorf("gossip metas %v, want one for the re-acquired 10.244.1.0/24", tn.member.metas)
+	}
+}
+
+// errorRoot is the sentinel an error of the node wraps, by its text: ErrSubnetChanged's.
+func errorRoot(err error) string {
+	if errors.Is(err, ErrSubnetChanged) {
+		return ErrSubnetChanged.Error()
+	}
+	return err.Error()
+}
+
+// TestNodeStartsDuringOutage: with etcd down and local state naming the subnet, the node runs on
+// a provisional lease (not ready) and keepLease confirms it once etcd answers; without local
+// state, start-up waits for etcd.
+func TestNodeStartsDuringOutage(t *testing.T) {
+	tn := newTestNode(t)
+	tn.store.last = netip.MustParsePrefix("10.244.1.0/24")
+	l, held, err := acquireLease(t.Context(), tn.store, tn.cfg, 20*time.Millisecond, tn.log)
+	if err != nil || held || l.Subnet != tn.store.last || l.Attrs.AttrVersion == 0 {
+		t.Fatalf("acquireLease during an outage = %+v, held %t, %v; want a provisional lease of the local state's subnet with a fresh AttrVersion", l, held, err)
+	}
+	tn.start(l, held)
+	const provisional = `lease=10.244.1.0/24 unconfirmed programmed=false not-ready(no subnet lease held)
+env FLANNEL_NETWORK=10.244.0.0/16 FLANNEL_SUBNET=10.244.1.1/24 FLANNEL_MTU=1450 FLANNEL_IPMASQ=true WEFT_READY=false`
+	if got := tn.render(); got != provisional {
+		t.Fatalf("started during the outage:\n%s\nwant:\n%s", got, provisional)
+	}
+	tn.program([]backend.Peer{peerB})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- tn.keepLease(ctx) }()
+	tn.store.setAcquire(testLease("10.244.1.0/24", 7))
+	waitState(t, tn, "confirmed once etcd answers", "lease=10.244.1.0/24 held programmed=true ready")
+	close(tn.store.lose)
+	waitState(t, tn, "re-acquired after a loss", "lease=10.244.1.0/24 held programmed=true ready")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("keepLease = %v", err)
+	}
+
+	fresh := newTestNode(t)
+	actx, acancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer acancel()
+	if _, _, err := acquireLease(actx, fresh.store, fresh.cfg, time.Second, fresh.log); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("acquireLease without local state or etcd = %v, want it to wait until its context ends", err)
+	}
+}
+
+func waitState(t *testing.T, tn *testNode, what, want string) {
+	t.Helper()
+	if _, err := poll.Until(t.Context(), what, 10*time.Second, func() error {
+		if got, _, _ := strings.Cut(tn.render(), "\n"); got != want {
+			return errors.New(got)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReadinessIsOneDecision races successful programs against lease losses and checks that
+// every subnet.env write says what the state said when it was written: a program finishing as
+// the lease is lost can never publish WEFT_READY=true for a node without a lease.
+func TestReadinessIsOneDecision(t *testing.T) {
+	tn := newTestNode(t)
+	tn.start(&subnet.Lease{Subnet: netip.MustParsePrefix("10.244.1.0/24"), Attrs: testAttrs}, true)
+	var stale []string
+	tn.publish = func(e *subnet.Env) error {
+		// The contract: publish runs with the state lock held, so the state is the decision's.
+		if tn.mu.TryLock() {
+			tn.mu.Unlock()
+			stale = append(stale, "published without the state lock held")
+		}
+		if e.Ready != (tn.st.ready() == nil) {
+			stale = append(stale, fmt.Sprintf("published WEFT_READY=%t while the state says held=%t programmed=%t", e.Ready, tn.st.held, tn.st.programmed))
+		}
+		tn.envs = append(tn.envs, *e)
+		return nil
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 500 {
+				tn.program([]backend.Peer{peerB})
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range 500 {
+			if i%2 == 0 {
+				tn.lost()
+			} else {
+				tn.confirmed(&subnet.Lease{Subnet: netip.MustParsePrefix("10.244.1.0/24"), Attrs: testAttrs})
+			}
+		}
+		tn.lost()
+	})
+	wg.Wait()
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	if len(stale) > 0 {
+		t.Fatalf("%d stale writes, first: %s", len(stale), stale[0])
+	}
+	if last := tn.envs[len(tn.envs)-1]; last.Ready {
+		t.Fatal("the last subnet.env says ready, but the lease is lost")
+	}
+}
