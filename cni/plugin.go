@@ -4,14 +4,16 @@
 // cni/ipam). It follows CNI spec 1.1: ADD, DEL, CHECK, GC, STATUS and VERSION, for configs of
 // versions 0.3.1 to 1.1.0. cmd/weft is its main; it links no etcd, gossip or daemon code.
 //
-// Concurrent invocations for different containers are safe: the IPAM store is locked while an
-// address is allocated or released, and GC holds it throughout (the runtime runs GC exclusively of
-// ADD and DEL). The bridge is created on the first ADD and tolerates racing creators.
+// Concurrent invocations are safe: ADD, DEL and CHECK of one container hold a lock of that
+// container's (ipam.LockContainer) from start to end, so they never interleave; the IPAM store is
+// locked while an address is allocated or released, and GC holds it throughout (the runtime runs
+// GC exclusively of ADD and DEL). The bridge is created on the first ADD and tolerates racing
+// creators.
 //
-// Errors carry the spec's codes: 7 for a bad config (naming the field), 8 for an unusable netns,
-// 11 ("try again later") when ADD finds weftd not ready (subnet file missing, malformed or not
-// WEFT_READY): the runtime retries pod creation, and weftd becomes ready on its own. STATUS reports
-// the same condition as 50 ("plugin not available").
+// Errors carry the spec's codes: 7 for a bad config (naming the field), 4 for a CNI_NETNS that is
+// no network namespace (or the plugin's own), 11 ("try again later") when ADD finds weftd not ready
+// (subnet file missing, malformed or not WEFT_READY): the runtime retries pod creation, and weftd
+// becomes ready on its own. STATUS reports the same condition as 50 ("plugin not available").
 package cni
 
 import (
@@ -72,15 +74,27 @@ func readEnv(path string, code uint) (*subnet.Env, error) {
 	return env, nil
 }
 
-func openStore(c *Config) (*ipam.Store, error) {
-	return ipam.Open(filepath.Join(c.DataDir, c.Name))
+func storeDir(c *Config) string { return filepath.Join(c.DataDir, c.Name) }
+
+func openStore(c *Config) (*ipam.Store, error) { return ipam.Open(storeDir(c)) }
+
+// lockContainer serialises the commands of one container (see ipam.LockContainer); the caller
+// closes the file to release it.
+func lockContainer(c *Config, containerID string) (*os.File, error) {
+	return ipam.LockContainer(storeDir(c), containerID)
+}
+
+// badNetNS is the error of a CNI_NETNS the plugin cannot use: code 4, as a necessary environment
+// variable with an invalid value.
+func badNetNS(path, why string) *types.Error {
+	return types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_NETNS=%q: %s", path, why), "")
 }
 
 // openPodNS opens the pod's netns and a netlink handle inside it.
 func openPodNS(path string) (ns.NetNS, netlinksafe.Handle, error) {
 	podNS, err := ns.GetNS(path)
 	if err != nil {
-		return nil, netlinksafe.Handle{}, types.NewError(types.ErrInvalidNetNS, "cannot open the pod's netns", err.Error())
+		return nil, netlinksafe.Handle{}, badNetNS(path, "not a network namespace: "+err.Error())
 	}
 	if err := notOwnNetNS(path); err != nil {
 		podNS.Close()
@@ -103,10 +117,10 @@ func notOwnNetNS(path string) error {
 	}
 	pod, err := os.Stat(path)
 	if err != nil {
-		return types.NewError(types.ErrInvalidNetNS, "cannot open the pod's netns", err.Error())
+		return badNetNS(path, err.Error())
 	}
 	if os.SameFile(own, pod) {
-		return types.NewError(types.ErrInvalidNetNS, "the pod's netns is the plugin's own", path)
+		return badNetNS(path, "the plugin's own network namespace, not the pod's")
 	}
 	return nil
 }
@@ -134,6 +148,11 @@ func Add(args *skel.CmdArgs) (err error) {
 	}
 	defer podNS.Close()
 	defer pod.Close()
+	lock, err := lockContainer(c, args.ContainerID)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	host, err := netlinksafe.NewHandle(syscall.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink: %w", err)
@@ -220,6 +239,11 @@ func Del(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	lock, err := lockContainer(c, args.ContainerID)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	host, err := netlinksafe.NewHandle(syscall.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink: %w", err)
@@ -245,6 +269,11 @@ func Check(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	lock, err := lockContainer(c, args.ContainerID)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 
 	recorded, ok, err := lookup(c, ipam.Attachment{ContainerID: args.ContainerID, IfName: args.IfName})
 	if err != nil {

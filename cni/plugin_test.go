@@ -67,8 +67,9 @@ func TestErrors(t *testing.T) {
 			types.ErrTryAgainLater, "weftd is not ready"},
 		{"weftd not ready", func() { env := testEnv; env.Ready = false; n.writeEnv(env) }, "",
 			types.ErrTryAgainLater, "WEFT_READY is not true"},
-		{"netns missing", func() { n.writeEnv(testEnv) }, "", types.ErrInvalidNetNS, "cannot open the pod's netns"},
-		{"netns is the node's", nil, "", types.ErrInvalidNetNS, "the pod's netns is the plugin's own"},
+		{"netns missing", func() { n.writeEnv(testEnv) }, "", types.ErrInvalidEnvironmentVariables, `CNI_NETNS="/run/netns/weft-cni-does-not-exist": not a network namespace`},
+		{"netns is a plain file", nil, "", types.ErrInvalidEnvironmentVariables, "CNI_NETNS=\"" + n.subnetFile + "\": not a network namespace"},
+		{"netns is the node's", nil, "", types.ErrInvalidEnvironmentVariables, "the plugin's own network namespace"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,6 +80,8 @@ func TestErrors(t *testing.T) {
 			switch tt.name {
 			case "netns missing":
 				rt = runtimeConf("c1", "eth0", "/run/netns/weft-cni-does-not-exist")
+			case "netns is a plain file":
+				rt = runtimeConf("c1", "eth0", n.subnetFile)
 			case "netns is the node's":
 				rt = runtimeConf("c1", "eth0", n.ns.Path())
 			}
@@ -647,4 +650,36 @@ func TestKilledAddsLeaveNothingGCMisses(t *testing.T) {
 			t.Errorf("sandbox of killed%d after GC:\n%s", k, got)
 		}
 	}
+}
+
+// TestConcurrentAddDelOneContainer races ADD against DEL of one container, as a runtime that
+// gives up on a pod while it is still being attached does: afterwards the attachment is either
+// whole (the pod's interface, its veth on the bridge and its IPAM record) or gone, never a pod
+// holding an address IPAM has released.
+func TestConcurrentAddDelOneContainer(t *testing.T) {
+	n := newNode(t, testEnv)
+	l := n.list("1.1.0", "")
+	pod := nstest.New(t)
+	rt := runtimeConf("racer", "eth0", pod.Path())
+	const rounds = 200
+	whole, gone := 0, 0
+	for round := range rounds {
+		var wg sync.WaitGroup
+		wg.Go(func() { _, _ = n.add(l, rt) })
+		wg.Go(func() { _ = n.del(l, rt) })
+		wg.Wait()
+		podIf := !strings.HasPrefix(podState(t, pod, "eth0"), "no eth0")
+		st := n.state()
+		veth, record := strings.Contains(st, "master=weft0"), strings.Contains(st, "racer/eth0")
+		switch {
+		case podIf && veth && record:
+			whole++
+		case !podIf && !veth && !record:
+			gone++
+		default:
+			t.Fatalf("round %d: pod interface %t, veth %t, IPAM record %t:\n%s", round, podIf, veth, record, st)
+		}
+		n.mustDel(l, rt)
+	}
+	t.Logf("%d rounds: %d ended attached, %d detached, 0 inconsistent", rounds, whole, gone)
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -29,6 +30,9 @@ var (
 const (
 	lockFile = "lock"
 	lastFile = "last_reserved_ip"
+	// attachLocks is the directory of the attachment locks; attachStripes how many there are.
+	attachLocks   = "attachment-locks"
+	attachStripes = 64
 )
 
 // Attachment identifies the owner of an address: a container's interface.
@@ -56,7 +60,31 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("ipam: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := lock(filepath.Join(dir, lockFile))
+	if err != nil {
+		return nil, err
+	}
+	return &Store{dir: dir, lock: f}, nil
+}
+
+// LockContainer takes the lock of containerID's attachments in the store at dir and returns it
+// held; closing the file releases it. ADD, DEL and CHECK of one container hold it from start to
+// end, so that they never interleave (a DEL racing an ADD would free the address ADD hands out).
+// Containers share one of a fixed number of lock files, chosen by a hash of the ID, so lock files
+// never need deleting: two containers that share one merely take turns.
+func LockContainer(dir, containerID string) (*os.File, error) {
+	locks := filepath.Join(dir, attachLocks)
+	if err := os.MkdirAll(locks, 0o700); err != nil {
+		return nil, fmt.Errorf("ipam: %w", err)
+	}
+	h := fnv.New32a()
+	h.Write([]byte(containerID))
+	return lock(filepath.Join(locks, fmt.Sprintf("%02d", h.Sum32()%attachStripes)))
+}
+
+// lock opens path, creating it, and takes an exclusive flock(2) on it.
+func lock(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("ipam: %w", err)
 	}
@@ -68,9 +96,9 @@ func Open(dir string) (*Store, error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("ipam: lock %s: %w", f.Name(), err)
+		return nil, fmt.Errorf("ipam: lock %s: %w", path, err)
 	}
-	return &Store{dir: dir, lock: f}, nil
+	return f, nil
 }
 
 // Close releases the lock.
