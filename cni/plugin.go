@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -70,6 +71,10 @@ func readEnv(path string, code uint) (*subnet.Env, error) {
 	}
 	if !env.Ready {
 		return nil, notReady(code, path, fmt.Errorf("%s is not true", subnet.EnvReady))
+	}
+	if env.Expired(time.Now()) {
+		// weftd has not renewed the lease for a whole TTL: another node may hold the subnet now.
+		return nil, notReady(code, path, fmt.Errorf("the subnet lease expired at %s (%s)", env.LeaseExpiry.Format(time.RFC3339), subnet.EnvExpiry))
 	}
 	return env, nil
 }

@@ -67,6 +67,8 @@ func TestErrors(t *testing.T) {
 			types.ErrTryAgainLater, "weftd is not ready"},
 		{"weftd not ready", func() { env := testEnv; env.Ready = false; n.writeEnv(env) }, "",
 			types.ErrTryAgainLater, "WEFT_READY is not true"},
+		{"lease expired", func() { env := testEnv; env.LeaseExpiry = time.Now().Add(-time.Minute); n.writeEnv(env) }, "",
+			types.ErrTryAgainLater, "the subnet lease expired at"},
 		{"netns missing", func() { n.writeEnv(testEnv) }, "", types.ErrInvalidEnvironmentVariables, `CNI_NETNS="/run/netns/weft-cni-does-not-exist": not a network namespace`},
 		{"netns is a plain file", nil, "", types.ErrInvalidEnvironmentVariables, "CNI_NETNS=\"" + n.subnetFile + "\": not a network namespace"},
 		{"netns is the node's", nil, "", types.ErrInvalidEnvironmentVariables, "the plugin's own network namespace"},

@@ -78,7 +78,12 @@ func TestTwoNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=%s/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\nWEFT_READY=true\n", e1.Gateway())
+	// The lease's expiry is its TTL (24 h) after its acquisition or last renewal.
+	if left := time.Until(e1.LeaseExpiry); left < 23*time.Hour || left > 24*time.Hour {
+		t.Errorf("WEFT_LEASE_EXPIRY %s: %v away, want about the 24h TTL", e1.LeaseExpiry, left)
+	}
+	want := fmt.Sprintf("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=%s/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\nWEFT_READY=true\nWEFT_LEASE_EXPIRY=%s\n",
+		e1.Gateway(), e1.LeaseExpiry.UTC().Format(time.RFC3339))
 	if string(raw) != want {
 		t.Errorf("subnet.env:\n%s\nwant:\n%s", raw, want)
 	}

@@ -71,6 +71,8 @@ type state struct {
 	programmed bool
 	// kernelErr is the last SetPeers failure that is not one invalid peer's.
 	kernelErr error
+	// expiry is when the lease runs out unless renewed; zero when it never does or is not known.
+	expiry time.Time
 }
 
 // ready says why the node is not ready, or nil.
@@ -82,6 +84,8 @@ func (s *state) ready() error {
 		return errors.New("initial peer set not programmed yet")
 	case s.kernelErr != nil:
 		return fmt.Errorf("last reconcile failed: %w", s.kernelErr)
+	case !s.expiry.IsZero() && !time.Now().Before(s.expiry):
+		return fmt.Errorf("the subnet lease expired at %s without a renewal: another node may hold the subnet", s.expiry.Format(time.RFC3339))
 	}
 	return nil
 }
@@ -116,6 +120,7 @@ func (n *node) update(change func(*state)) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	change(&n.st)
+	n.st.expiry = n.leaseExpiry()
 	why := n.st.ready()
 	if ready := why == nil; ready != n.readyLogged {
 		n.readyLogged = ready
@@ -128,8 +133,11 @@ func (n *node) update(change func(*state)) {
 	if n.st.lease == nil {
 		return
 	}
-	e := &subnet.Env{Network: n.cfg.network.Network, Subnet: n.st.lease.Subnet, MTU: n.be.MTU(), IPMasq: n.cfg.ipMasq, Ready: why == nil}
-	if n.published != nil && *n.published == *e {
+	e := &subnet.Env{
+		Network: n.cfg.network.Network, Subnet: n.st.lease.Subnet, MTU: n.be.MTU(), IPMasq: n.cfg.ipMasq,
+		Ready: why == nil, LeaseExpiry: n.st.expiry,
+	}
+	if n.published != nil && n.published.Equal(e) {
 		return
 	}
 	if err := n.publish(e); err != nil {
@@ -137,6 +145,20 @@ func (n *node) update(change func(*state)) {
 		return
 	}
 	n.published = e
+}
+
+// leaseExpiry is when the held lease runs out unless renewed: its expiry when acquired or at its
+// last renewal, whichever is later; zero for a reservation, a provisional lease or none. The
+// caller holds mu.
+func (n *node) leaseExpiry() time.Time {
+	l := n.st.lease
+	if l == nil || !n.st.held || l.EtcdLease == 0 {
+		return time.Time{}
+	}
+	if renewed := n.store.LeaseExpiry(); renewed.After(l.Expiry) {
+		return renewed.Truncate(time.Second)
+	}
+	return l.Expiry.Truncate(time.Second)
 }
 
 // snapshot returns a copy of the state.
@@ -272,7 +294,8 @@ func (n *node) confirmLease(ctx context.Context) error {
 
 // watchdog marks the daemon not live when the backend's own loop stops reconciling: it resyncs
 // at least every resync interval, so three intervals without one of its reconciles mean it is
-// stuck. Reconciles that SetPeers runs do not count: they come from the view, not the loop.
+// stuck. Reconciles that SetPeers runs do not count: they come from the view, not the loop. At
+// every check it also republishes subnet.env with the lease's current expiry.
 func (n *node) watchdog(ctx context.Context) error {
 	t := time.NewTicker(n.cfg.resync)
 	defer t.Stop()
@@ -289,6 +312,8 @@ func (n *node) watchdog(ctx context.Context) error {
 			misses++
 		}
 		n.stalled.Store(misses >= 3)
+		// Renewals move the lease's expiry, and its passing makes the node unready: publish both.
+		n.update(func(*state) {})
 	}
 }
 

@@ -28,6 +28,7 @@ type fakeStore struct {
 	// acquire answers Acquire; nil means etcd does not answer (the call times out).
 	acquire func() (*subnet.Lease, error)
 	last    netip.Prefix
+	expiry  time.Time
 	// lose ends the running KeepAlive with ErrLeaseLost.
 	lose chan struct{}
 }
@@ -68,7 +69,11 @@ func (f *fakeStore) Watch(ctx context.Context, _ func(weftetcd.LeaseSet)) error 
 
 func (f *fakeStore) LastSubnet() (netip.Prefix, bool) { return f.last, f.last.IsValid() }
 func (f *fakeStore) EtcdUp() bool                     { return true }
-func (f *fakeStore) LeaseExpiry() time.Time           { return time.Time{} }
+func (f *fakeStore) LeaseExpiry() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.expiry
+}
 
 // fakeBackend programs nothing and fails SetPeers as the test says.
 type fakeBackend struct {
@@ -354,5 +359,35 @@ func TestReadinessIsOneDecision(t *testing.T) {
 	}
 	if last := tn.envs[len(tn.envs)-1]; last.Ready {
 		t.Fatal("the last subnet.env says ready, but the lease is lost")
+	}
+}
+
+// TestNodeLeaseExpiry: subnet.env carries the lease's expiry, renewals move it, and a node whose
+// lease expired without a renewal is not ready (the plugin then refuses ADD).
+func TestNodeLeaseExpiry(t *testing.T) {
+	tn := newTestNode(t)
+	acquired := time.Now().Add(time.Hour).Truncate(time.Second)
+	tn.start(&subnet.Lease{Subnet: netip.MustParsePrefix("10.244.1.0/24"), EtcdLease: 7, Expiry: acquired, Attrs: testAttrs}, true)
+	tn.program(nil)
+	if e := tn.envs[len(tn.envs)-1]; !e.Ready || !e.LeaseExpiry.Equal(acquired) {
+		t.Fatalf("after acquisition: %+v, want ready with the expiry %s", e, acquired)
+	}
+	renewed := acquired.Add(time.Hour)
+	tn.store.mu.Lock()
+	tn.store.expiry = renewed
+	tn.store.mu.Unlock()
+	tn.update(func(*state) {})
+	if e := tn.envs[len(tn.envs)-1]; !e.Ready || !e.LeaseExpiry.Equal(renewed) {
+		t.Fatalf("after a renewal: %+v, want the renewed expiry %s", e, renewed)
+	}
+	tn.store.mu.Lock()
+	tn.store.expiry = time.Now().Add(-time.Second)
+	tn.store.mu.Unlock()
+	tn.update(func(s *state) { s.lease.Expiry = time.Now().Add(-time.Second) })
+	if e := tn.envs[len(tn.envs)-1]; e.Ready {
+		t.Fatalf("after the expiry passed: %+v, want not ready", e)
+	}
+	if err := tn.ready(); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("ready() = %v, want the expiry named", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/weft-net/weft/internal/atomicfile"
 )
@@ -26,6 +27,10 @@ type Env struct {
 	IPMasq bool
 	// Ready is true while weftd holds its lease and has programmed its peers (WEFT_READY).
 	Ready bool
+	// LeaseExpiry is when the node's etcd lease runs out unless weftd renews it: its last confirmed
+	// renewal plus the TTL (WEFT_LEASE_EXPIRY, RFC 3339). Zero for a lease that never expires (a
+	// reservation) or an expiry not known yet. Past it, another node may hold the subnet.
+	LeaseExpiry time.Time
 }
 
 // DefaultEnvFile is where weftd writes subnet.env and the CNI plugin reads it, as flannel's
@@ -39,7 +44,20 @@ const (
 	EnvMTU     = "FLANNEL_MTU"
 	EnvIPMasq  = "FLANNEL_IPMASQ"
 	EnvReady   = "WEFT_READY"
+	EnvExpiry  = "WEFT_LEASE_EXPIRY"
 )
+
+// Equal reports whether two Envs say the same.
+func (e *Env) Equal(o *Env) bool {
+	a, b := *e, *o
+	a.LeaseExpiry, b.LeaseExpiry = time.Time{}, time.Time{}
+	return a == b && e.LeaseExpiry.Equal(o.LeaseExpiry)
+}
+
+// Expired reports whether the lease's expiry has passed at now.
+func (e *Env) Expired(now time.Time) bool {
+	return !e.LeaseExpiry.IsZero() && !now.Before(e.LeaseExpiry)
+}
 
 // Gateway returns the node-side address of the subnet: its first host address.
 func (e *Env) Gateway() netip.Addr { return e.Subnet.Addr().Next() }
@@ -79,6 +97,9 @@ func (e *Env) Marshal() []byte {
 	fmt.Fprintf(&b, "%s=%d\n", EnvMTU, e.MTU)
 	fmt.Fprintf(&b, "%s=%t\n", EnvIPMasq, e.IPMasq)
 	fmt.Fprintf(&b, "%s=%t\n", EnvReady, e.Ready)
+	if !e.LeaseExpiry.IsZero() {
+		fmt.Fprintf(&b, "%s=%s\n", EnvExpiry, e.LeaseExpiry.UTC().Format(time.RFC3339))
+	}
 	return b.Bytes()
 }
 
@@ -135,6 +156,8 @@ func (e *Env) set(key, val string) error {
 		e.IPMasq, err = strconv.ParseBool(val)
 	case EnvReady:
 		e.Ready, err = strconv.ParseBool(val)
+	case EnvExpiry:
+		e.LeaseExpiry, err = time.Parse(time.RFC3339, val)
 	}
 	if err != nil {
 		return fmt.Errorf("%s=%q: %w", key, val, err)

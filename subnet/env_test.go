@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // flannelEnv is the subnet.env flannel v0.28.9 wrote on node 1 of the compatibility fixture.
@@ -120,5 +121,28 @@ func TestEnvMTUBounds(t *testing.T) {
 		if err := e.Validate(); (err == nil) != tt.ok {
 			t.Errorf("MTU %d: Validate = %v, want ok=%t", tt.mtu, err, tt.ok)
 		}
+	}
+}
+
+func TestEnvLeaseExpiry(t *testing.T) {
+	at := time.Date(2026, 12, 3, 11, 48, 37, 0, time.UTC)
+	e := Env{Network: netip.MustParsePrefix("10.244.0.0/16"), Subnet: netip.MustParsePrefix("10.244.31.0/24"), MTU: 1450, Ready: true, LeaseExpiry: at}
+	data := e.Marshal()
+	if !strings.HasSuffix(string(data), "WEFT_READY=true\nWEFT_LEASE_EXPIRY=2026-12-03T11:48:37Z\n") {
+		t.Fatalf("marshalled:\n%s", data)
+	}
+	back, err := ParseEnv(data)
+	if err != nil || !back.Equal(&e) {
+		t.Fatalf("parsed back %+v, %v; want %+v", back, err, e)
+	}
+	if e.Expired(at.Add(-time.Second)) || !e.Expired(at) {
+		t.Error("Expired is wrong around the expiry")
+	}
+	e.LeaseExpiry = time.Time{}
+	if e.Expired(at) || strings.Contains(string(e.Marshal()), EnvExpiry) {
+		t.Error("a lease without expiry expires, or is written with one")
+	}
+	if _, err := ParseEnv(append(data, "WEFT_LEASE_EXPIRY=tomorrow\n"...)); err == nil {
+		t.Error("a bad or repeated WEFT_LEASE_EXPIRY parsed")
 	}
 }
