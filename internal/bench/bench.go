@@ -73,17 +73,22 @@ func Run(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	defer unlock()
-	if err := sweep(c.Prefix, c.Dir); err != nil {
+	if err := recoverRun(c.Dir); err != nil {
 		return fmt.Errorf("removing a previous run's leftovers: %w", err)
 	}
+	_, statErr := os.Stat(c.Dir)
 	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
 		return err
 	}
-	r := &runner{cfg: &c, log: c.Log.With("component", "bench"), reg: newRegistry(c.Dir)}
+	reg, err := newRegistry(c.Dir, errors.Is(statErr, os.ErrNotExist))
+	if err != nil {
+		return err
+	}
+	r := &runner{cfg: &c, log: c.Log.With("component", "bench"), reg: reg}
 	res := &Results{Machine: machine(), Settings: settings(&c)}
 	start := time.Now()
 	runErr := r.sections(ctx, res)
-	cleanErr := errors.Join(r.reg.close(), sweep(c.Prefix, c.Dir))
+	cleanErr := r.reg.close()
 	if cleanErr != nil {
 		res.Errors = append(res.Errors, "cleanup: "+cleanErr.Error())
 	}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"golang.org/x/sys/unix"
 
+	"github.com/weft-net/weft/internal/atomicfile"
 	"github.com/weft-net/weft/internal/lab"
 	"github.com/weft-net/weft/internal/nsutil"
 )
@@ -21,22 +23,62 @@ import (
 // ErrBusy is returned when another run holds the lock of the state directory.
 var ErrBusy = errors.New("another weft-bench run is using this state directory")
 
+// recordKind marks a run's record file: a file without it is not taken for one.
+const recordKind = "weft-bench/v1"
+
+// record is what a run created outside its labs, kept in <dir>/bench.json before each thing is
+// created, so that a later run removes exactly a crashed run's leftovers and nothing else.
+type record struct {
+	Kind string
+	// OwnDir is set when the run created dir.
+	OwnDir bool
+	Netns  []string
+	Procs  []recordedProc
+}
+
+// recordedProc is a process the run started, with its command line to tell it from a later
+// process that got the same PID.
+type recordedProc struct {
+	PID     int
+	Cmdline string
+}
+
 // registry records everything a run creates outside its labs (namespaces and processes) so that
 // close removes it all, on success and on failure alike; labs are registered too and taken down.
 type registry struct {
 	mu    sync.Mutex
 	dir   string
+	rec   record
 	labs  []*lab.Lab
 	netns map[string]ns.NetNS
 	procs map[int]*exec.Cmd
 }
 
-func newRegistry(dir string) *registry {
-	return &registry{dir: dir, netns: map[string]ns.NetNS{}, procs: map[int]*exec.Cmd{}}
+func newRegistry(dir string, ownDir bool) (*registry, error) {
+	r := &registry{dir: dir, rec: record{Kind: recordKind, OwnDir: ownDir}, netns: map[string]ns.NetNS{}, procs: map[int]*exec.Cmd{}}
+	return r, r.saveLocked()
 }
 
-// createNetns creates and records a namespace.
+func recordPath(dir string) string { return filepath.Join(dir, "bench.json") }
+
+// saveLocked writes the record; the caller holds mu (or is the only user).
+func (r *registry) saveLocked() error {
+	data, err := json.Marshal(&r.rec)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(recordPath(r.dir), data, 0o600)
+}
+
+// createNetns records and creates a namespace.
 func (r *registry) createNetns(name string) (ns.NetNS, error) {
+	r.mu.Lock()
+	r.rec.Netns = append(r.rec.Netns, name)
+	err := r.saveLocked()
+	r.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	n, err := nsutil.Create(name)
 	if err != nil {
 		return nil, err
@@ -65,9 +107,10 @@ func (r *registry) start(n ns.NetNS, cmd *exec.Cmd) error {
 		return err
 	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.procs[cmd.Process.Pid] = cmd
-	r.mu.Unlock()
-	return nil
+	r.rec.Procs = append(r.rec.Procs, recordedProc{PID: cmd.Process.Pid, Cmdline: strings.Join(cmd.Args, "\x00")})
+	return r.saveLocked()
 }
 
 // stop ends a process started with start: SIGTERM, then SIGKILL after a grace period.
@@ -115,8 +158,8 @@ func (r *registry) downLab(l *lab.Lab) error {
 	return l.Down()
 }
 
-// close stops every process, takes every lab down and removes every namespace, carrying on past
-// errors.
+// close stops every process, takes every lab down, removes every namespace and the record (and
+// the run's directory when it created it and nothing else is left there), carrying on past errors.
 func (r *registry) close() error {
 	r.mu.Lock()
 	procs, labs, names := r.procs, r.labs, r.netns
@@ -132,6 +175,12 @@ func (r *registry) close() error {
 	for name, n := range names {
 		n.Close()
 		errs = append(errs, nsutil.Remove(nsutil.Path(name)))
+	}
+	if err := os.Remove(recordPath(r.dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	if r.rec.OwnDir {
+		errs = append(errs, removeIfEmpty(r.dir))
 	}
 	return errors.Join(errs...)
 }
@@ -158,29 +207,52 @@ func lock(dir string) (func(), error) {
 	}, nil
 }
 
-// sweep removes what a crashed run may have left: iperf3 processes whose command line names dir,
-// weftd and etcd processes of labs under dir, namespaces starting with prefix, and dir itself.
-func sweep(prefix, dir string) error {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		var pid int
-		if _, err := fmt.Sscanf(p, "/proc/%d/cmdline", &pid); err != nil || pid == os.Getpid() {
-			continue
-		}
-		raw, err := os.ReadFile(p)
-		if err != nil || len(raw) == 0 {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
-		if filepath.Base(args[0]) != "iperf3" {
-			continue
-		}
-		for _, a := range args[1:] {
-			if strings.HasPrefix(a, dir+"/") {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-				break
+// recoverRun removes what a crashed run recorded in dir and left: its processes (still running
+// the recorded command line), its namespaces and its labs (each by its own record). Without a
+// record it removes nothing.
+func recoverRun(dir string) error {
+	data, err := os.ReadFile(recordPath(dir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var rec record
+	if err := json.Unmarshal(data, &rec); err != nil || rec.Kind != recordKind {
+		return fmt.Errorf("%s is not a weft-bench record (%v): not touching %s", recordPath(dir), err, dir)
+	}
+	var errs []error
+	for _, p := range rec.Procs {
+		if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.PID)); err == nil && strings.TrimRight(string(raw), "\x00") == p.Cmdline {
+			if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+				errs = append(errs, err)
 			}
 		}
 	}
-	return lab.Sweep(prefix, dir)
+	for _, name := range rec.Netns {
+		errs = append(errs, nsutil.Remove(nsutil.Path(name)))
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, e := range entries {
+		if l, err := lab.Load(filepath.Join(dir, e.Name()), nil); err == nil {
+			errs = append(errs, l.Down())
+		}
+	}
+	errs = append(errs, os.Remove(recordPath(dir)))
+	if rec.OwnDir {
+		errs = append(errs, removeIfEmpty(dir))
+	}
+	return errors.Join(errs...)
+}
+
+// removeIfEmpty removes dir unless something is left in it (or it is gone).
+func removeIfEmpty(dir string) error {
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) {
+		return err
+	}
+	return nil
 }

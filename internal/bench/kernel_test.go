@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -23,7 +25,10 @@ import (
 // routes come and go (and ignores others), and that the registry removes every namespace.
 func TestHandPathAndRouteWatch(t *testing.T) {
 	nstest.RequireRoot(t)
-	reg := newRegistry(t.TempDir())
+	reg, err := newRegistry(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		if err := reg.close(); err != nil {
 			t.Error(err)
@@ -107,5 +112,69 @@ func TestHandPathAndRouteWatch(t *testing.T) {
 		if _, err := os.Stat(nsutil.Path(name)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("namespace %s left behind: %v", name, err)
 		}
+	}
+}
+
+// TestRecoverRun: a later run removes exactly what a crashed run recorded — its namespace and its
+// process, not a process that reuses a recorded PID — and touches nothing without a record.
+func TestRecoverRun(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := filepath.Join(t.TempDir(), "run")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := newRegistry(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("wbr%d", os.Getpid()%100000)
+	n, err := reg.createNetns(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sleeper := exec.Command("sleep", "600")
+	if err := reg.start(n, sleeper); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = sleeper.Wait(); close(exited) }()
+	// A recorded PID now running something else: this test process.
+	reg.mu.Lock()
+	reg.rec.Procs = append(reg.rec.Procs, recordedProc{PID: os.Getpid(), Cmdline: "not this process"})
+	err = reg.saveLocked()
+	reg.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Close() // the run "crashes" here, without close
+
+	if err := recoverRun(dir); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the crashed run's process survived")
+	}
+	if _, err := os.Stat(nsutil.Path(name)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the crashed run's namespace survived: %v", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the run's own, empty directory survived: %v", err)
+	}
+
+	stray := t.TempDir()
+	keep := filepath.Join(stray, "keep")
+	if err := os.WriteFile(keep, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(recordPath(stray), []byte(`{"Netns":["x"]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := recoverRun(stray); err == nil {
+		t.Error("recoverRun took a file without the record's kind for a record")
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("recoverRun removed what no record names: %v", err)
 	}
 }

@@ -133,11 +133,13 @@ func Run(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
+// demoDown takes down the demo recorded in dir: exactly what its record says it created, and
+// nothing without a record.
 func demoDown(env *Env, dir string) error {
 	l, err := lab.Load(dir, env.Stdout)
 	if errors.Is(err, lab.ErrNoLab) {
-		fmt.Fprintf(env.Stdout, "No demo state in %s; removing leftovers by name.\n", dir)
-		return lab.Sweep("wd-", dir)
+		fmt.Fprintf(env.Stdout, "No demo is recorded in %s (%v): nothing removed.\n", dir, err)
+		return nil
 	}
 	if err != nil {
 		return err
@@ -146,7 +148,7 @@ func demoDown(env *Env, dir string) error {
 		return err
 	}
 	fmt.Fprintln(env.Stdout, "The demo is down: every namespace, link, process and file it created is gone.")
-	return lab.Sweep("wd-", dir)
+	return nil
 }
 
 func demoUp(ctx context.Context, env *Env, f *demoFlags) (l *lab.Lab, err error) {
@@ -172,15 +174,8 @@ func demoUp(ctx context.Context, env *Env, f *demoFlags) (l *lab.Lab, err error)
 			return nil, fmt.Errorf("%s is missing from %s: run `make build` (make demo does)", bin, f.binDir)
 		}
 	}
-	if err := os.MkdirAll(f.dir, 0o755); err != nil {
-		return nil, err
-	}
-	conflist := filepath.Join(f.dir, "10-weft.conflist.template")
-	if err := os.WriteFile(conflist, etc.Conflist, 0o644); err != nil {
-		return nil, err
-	}
 	fmt.Fprintf(env.Stdout, "weft demo: %d nodes, %d pods per node, pod network %s\n", f.nodes, f.pods, podNet)
-	l, err = lab.Up(ctx, lab.Options{Dir: f.dir, BinDir: f.binDir, Conflist: conflist, PodNetwork: podNet, Log: env.Stdout})
+	l, err = lab.Up(ctx, lab.Options{Dir: f.dir, BinDir: f.binDir, ConflistData: etc.Conflist, PodNetwork: podNet, Log: env.Stdout})
 	if err != nil {
 		return nil, err
 	}

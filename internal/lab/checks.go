@@ -3,19 +3,17 @@ package lab
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/weft-net/weft/internal/nsutil"
+	"github.com/weft-net/weft/internal/poll"
 	"github.com/weft-net/weft/subnet"
 )
 
 // WaitReady waits until node's weftd reports ready in its subnet file (WEFT_READY=true).
 func (l *Lab) WaitReady(ctx context.Context, node *Node, timeout time.Duration) error {
-	return untilDone(ctx, node.Name+" ready (see "+filepath.Join(node.Dir, "weftd.log")+")", timeout, func() error {
+	_, err := poll.Until(ctx, node.Name+" ready (see "+filepath.Join(node.Dir, "weftd.log")+")", timeout, func() error {
 		e, err := subnet.ReadEnvFile(filepath.Join(node.Dir, "subnet.env"))
 		if err != nil {
 			return err
@@ -25,6 +23,7 @@ func (l *Lab) WaitReady(ctx context.Context, node *Node, timeout time.Duration) 
 		}
 		return nil
 	})
+	return err
 }
 
 // Env reads node's subnet file.
@@ -74,41 +73,4 @@ func (l *Lab) PodThroughput(a, b *Pod, d time.Duration) (float64, error) {
 		return 0, err
 	}
 	return Throughput(na, nb, b.IP, d)
-}
-
-// Sweep removes what a crashed lab may have left when its state file is gone: namespaces whose names
-// start with prefix and processes whose command line names dir.
-func Sweep(prefix, dir string) error {
-	if prefix == "" || dir == "" {
-		return nil
-	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		var pid int
-		if _, err := fmt.Sscanf(p, "/proc/%d/cmdline", &pid); err != nil || pid == os.Getpid() {
-			continue
-		}
-		if ours(pid, dir) {
-			_ = stopProc(pid, dir, 5*time.Second)
-		}
-	}
-	entries, err := os.ReadDir(nsutil.Dir)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	var errs []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) {
-			if err := nsutil.Remove(nsutil.Path(e.Name())); err != nil {
-				errs = append(errs, err.Error())
-			}
-		}
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		errs = append(errs, err.Error())
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("sweep: %s", strings.Join(errs, "; "))
-	}
-	return nil
 }

@@ -6,7 +6,6 @@
 package lab
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,7 +23,6 @@ import (
 
 	"github.com/weft-net/weft/internal/atomicfile"
 	"github.com/weft-net/weft/internal/nsutil"
-	"github.com/weft-net/weft/internal/poll"
 )
 
 // Errors.
@@ -40,8 +39,10 @@ type Options struct {
 	Prefix string
 	// BinDir holds weftd, weftctl, weft and portmap.
 	BinDir string
-	// Conflist is the CNI conflist template (etc/10-weft.conflist).
-	Conflist string
+	// Conflist is the CNI conflist template (etc/10-weft.conflist); ConflistData its content
+	// instead, which the lab writes into Dir.
+	Conflist     string
+	ConflistData []byte
 	// PodNetwork is the cluster pod network written to etcd.
 	PodNetwork netip.Prefix
 	// Underlay is the /24 of the underlay bridge; .1 is etcd's address, nodes start at .11.
@@ -53,9 +54,18 @@ type Options struct {
 	Log io.Writer
 }
 
-// State is what the lab created, persisted in Dir/lab.json.
+// stateKind marks a lab's state file: a file without it is not taken for one.
+const stateKind = "weft-lab/v1"
+
+// State is what the lab created, persisted in Dir/lab.json before each thing is created, so that
+// Down removes exactly that, even after a crash.
 type State struct {
-	Dir        string
+	// Kind is stateKind.
+	Kind string
+	Dir  string
+	// OwnDir is set when the lab created Dir; Files are the entries of Dir it created.
+	OwnDir     bool
+	Files      []string
 	Prefix     string
 	BinDir     string
 	Conflist   string
@@ -71,13 +81,11 @@ type State struct {
 
 // Node is one weft node of the lab.
 type Node struct {
-	Name      string
-	Netns     string
-	IP        netip.Addr
-	Dir       string
-	Extra     []string
-	nsHandle  ns.NetNS
-	procStart time.Time
+	Name  string
+	Netns string
+	IP    netip.Addr
+	Dir   string
+	Extra []string
 }
 
 // Pod is one pod namespace attached through the CNI plugin.
@@ -142,8 +150,11 @@ func Load(dir string, log io.Writer) (*Lab, error) {
 	if log == nil {
 		l.log = io.Discard
 	}
-	if err := json.Unmarshal(data, &l.st); err != nil {
-		return nil, fmt.Errorf("%s: %w", statePath(dir), err)
+	if err := json.Unmarshal(data, &l.st); err != nil || l.st.Kind != stateKind {
+		return nil, fmt.Errorf("%w: %s is not a lab's record (%v)", ErrNoLab, statePath(dir), err)
+	}
+	if filepath.Clean(l.st.Dir) != filepath.Clean(dir) {
+		return nil, fmt.Errorf("%w: %s records the lab of %s", ErrNoLab, statePath(dir), l.st.Dir)
 	}
 	return l, nil
 }
@@ -170,6 +181,20 @@ func (l *Lab) netns(name string) (ns.NetNS, error) {
 	return n, nil
 }
 
+// claim records name, an entry of the lab's directory, as the lab's before it is created, and
+// returns its path.
+func (l *Lab) claim(name string) (string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !slices.Contains(l.st.Files, name) {
+		l.st.Files = append(l.st.Files, name)
+		if err := l.save(); err != nil {
+			return "", err
+		}
+	}
+	return filepath.Join(l.st.Dir, name), nil
+}
+
 // createNetns creates a namespace and records it before anything is put in it.
 func (l *Lab) createNetns(name string) (ns.NetNS, error) {
 	n, err := nsutil.Create(name)
@@ -192,8 +217,9 @@ func (l *Lab) recordProc(key string, pid int) error {
 	return l.save()
 }
 
-// Down stops every process and removes every namespace and file the lab created. It carries on past
-// errors and returns them joined.
+// Down stops every process and removes every namespace and file the lab recorded as its own (a
+// directory it did not create stays, with whatever else is in it). It carries on past errors and
+// returns them joined.
 func (l *Lab) Down() error {
 	l.mu.Lock()
 	st := l.st
@@ -213,8 +239,17 @@ func (l *Lab) Down() error {
 			errs = append(errs, err)
 		}
 	}
-	if st.Dir != "" {
-		if err := os.RemoveAll(st.Dir); err != nil {
+	for i := len(st.Files) - 1; i >= 0; i-- {
+		if err := os.RemoveAll(filepath.Join(st.Dir, st.Files[i])); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.Remove(statePath(st.Dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	if st.OwnDir {
+		// Empty unless someone else put something there, which stays.
+		if err := os.Remove(st.Dir); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) {
 			errs = append(errs, err)
 		}
 	}
@@ -265,10 +300,4 @@ func stopProc(pid int, dir string, grace time.Duration) error {
 		return err
 	}
 	return nil
-}
-
-// untilDone is poll.Until without the duration.
-func untilDone(ctx context.Context, what string, timeout time.Duration, cond func() error) error {
-	_, err := poll.Until(ctx, what, timeout, cond)
-	return err
 }

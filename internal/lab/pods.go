@@ -119,32 +119,3 @@ func (l *Lab) AddPod(ctx context.Context, node *Node, ports ...PortMapping) (*Po
 	l.mu.Unlock()
 	return pod, err
 }
-
-// DelPod detaches a pod through the CNI plugin and removes its namespace.
-func (l *Lab) DelPod(ctx context.Context, pod *Pod) error {
-	var node *Node
-	l.mu.Lock()
-	for _, n := range l.st.Nodes {
-		if n.Name == pod.Node {
-			node = n
-		}
-	}
-	l.mu.Unlock()
-	if node == nil {
-		return fmt.Errorf("pod %s: node %s unknown", pod.Name, pod.Node)
-	}
-	nodeNS, err := l.netns(node.Netns)
-	if err != nil {
-		return err
-	}
-	cfg, list, err := l.cni(node)
-	if err != nil {
-		return err
-	}
-	if err := nodeNS.Do(func(ns.NetNS) error {
-		return cfg.DelNetworkList(ctx, list, l.runtimeConf(pod, nil))
-	}); err != nil {
-		return fmt.Errorf("CNI DEL %s: %w", pod.Name, err)
-	}
-	return nil
-}

@@ -20,6 +20,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/weft-net/weft/internal/nsutil"
+	"github.com/weft-net/weft/internal/poll"
 )
 
 const (
@@ -48,18 +49,22 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		return nil, err
 	}
 	o.setDefaults()
+	_, statErr := os.Stat(o.Dir)
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(statePath(o.Dir)); err == nil {
-		return nil, fmt.Errorf("a lab is already running in %s: take it down first", o.Dir)
+	// O_EXCL: the record is created once, by this lab; a lab already running here keeps its own.
+	rec, err := os.OpenFile(statePath(o.Dir), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("a lab's record %s exists (is one running? weft-demo down -dir %s takes it down): %w", statePath(o.Dir), o.Dir, err)
 	}
+	rec.Close()
 	l = &Lab{log: o.Log, ns: make(map[string]ns.NetNS), st: State{
-		Dir: o.Dir, Prefix: o.Prefix, BinDir: o.BinDir, Conflist: o.Conflist,
-		PodNetwork: o.PodNetwork, Underlay: o.Underlay, UnderlayMTU: o.UnderlayMTU, Procs: map[string]int{},
+		Kind: stateKind, Dir: o.Dir, OwnDir: errors.Is(statErr, os.ErrNotExist), Prefix: o.Prefix, BinDir: o.BinDir,
+		Conflist: o.Conflist, PodNetwork: o.PodNetwork, Underlay: o.Underlay, UnderlayMTU: o.UnderlayMTU, Procs: map[string]int{},
 	}}
 	if err := l.save(); err != nil {
-		return nil, err
+		return nil, errors.Join(err, os.Remove(statePath(o.Dir)))
 	}
 	defer func() {
 		if err != nil {
@@ -67,6 +72,14 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 			l = nil
 		}
 	}()
+	if o.ConflistData != nil {
+		if l.st.Conflist, err = l.claim("10-weft.conflist.template"); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(l.st.Conflist, o.ConflistData, 0o644); err != nil {
+			return nil, err
+		}
+	}
 	l.logf("• underlay: namespace %s, bridge %s, %s", l.UnderlayNetns(), underlayBridge, o.Underlay)
 	ul, err := l.createNetns(l.UnderlayNetns())
 	if err != nil {
@@ -121,7 +134,14 @@ func (l *Lab) StartEtcd(ctx context.Context) error {
 
 // startEtcd runs `weft-demo etcd` in the underlay namespace and waits until it answers.
 func (l *Lab) startEtcd(ctx context.Context, ul ns.NetNS) error {
-	dir := filepath.Join(l.st.Dir, "etcd")
+	dir, err := l.claim("etcd")
+	if err != nil {
+		return err
+	}
+	logPath, err := l.claim("etcd.log")
+	if err != nil {
+		return err
+	}
 	listen := netip.AddrPortFrom(l.underlayIP(1), etcdPort).String()
 	cfg := fmt.Sprintf(`{"Network":%q,"Backend":{"Type":"vxlan"}}`, l.st.PodNetwork)
 	if err := os.Remove(filepath.Join(dir, "ready")); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -129,11 +149,11 @@ func (l *Lab) startEtcd(ctx context.Context, ul ns.NetNS) error {
 	}
 	cmd := exec.Command(filepath.Join(l.st.BinDir, "weft-demo"), "etcd",
 		"-listen", listen, "-data-dir", dir, "-network-config", cfg)
-	if err := l.startProc(ul, "etcd", cmd, filepath.Join(l.st.Dir, "etcd.log")); err != nil {
+	if err := l.startProc(ul, "etcd", cmd, logPath); err != nil {
 		return err
 	}
-	l.logf("• etcd: embedded, in a child process at %s (log %s)", l.EtcdEndpoint(), filepath.Join(l.st.Dir, "etcd.log"))
-	return untilDone(ctx, "etcd to answer", 30*time.Second, func() error {
+	l.logf("• etcd: embedded, in a child process at %s (log %s)", l.EtcdEndpoint(), logPath)
+	_, err = poll.Until(ctx, "etcd to answer", 30*time.Second, func() error {
 		c, err := nsutil.Dialer(ul)(ctx, "tcp", listen)
 		if err != nil {
 			return err
@@ -142,6 +162,7 @@ func (l *Lab) startEtcd(ctx context.Context, ul ns.NetNS) error {
 		_, err = os.Stat(filepath.Join(dir, "ready"))
 		return err
 	})
+	return err
 }
 
 // startProc starts cmd inside n in its own session with output to logPath, records it, and reaps it
@@ -190,7 +211,10 @@ func (l *Lab) PrepareNode(_ context.Context, extra ...string) (*Node, error) {
 		IP:    l.underlayIP(10 + idx),
 		Extra: extra,
 	}
-	node.Dir = filepath.Join(l.st.Dir, node.Name)
+	var err error
+	if node.Dir, err = l.claim(node.Name); err != nil {
+		return nil, err
+	}
 	if err := l.attachHost(node.Netns, "n"+strconv.Itoa(idx), node.IP, true); err != nil {
 		return nil, err
 	}
@@ -199,7 +223,7 @@ func (l *Lab) PrepareNode(_ context.Context, extra ...string) (*Node, error) {
 	}
 	l.mu.Lock()
 	l.st.Nodes = append(l.st.Nodes, node)
-	err := l.save()
+	err = l.save()
 	l.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -283,7 +307,10 @@ func (l *Lab) StartWeftd(node *Node) error {
 
 // gossipKey returns the lab's gossip key file, creating it with a random AES-256 key the first time.
 func (l *Lab) gossipKey() (string, error) {
-	path := filepath.Join(l.st.Dir, "gossip.key")
+	path, err := l.claim("gossip.key")
+	if err != nil {
+		return "", err
+	}
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
@@ -307,12 +334,13 @@ func (l *Lab) StopWeftd(node *Node, sig syscall.Signal) error {
 	if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return err
 	}
-	return untilDone(context.Background(), "weftd to exit", 10*time.Second, func() error {
+	_, err = poll.Until(context.Background(), "weftd to exit", 10*time.Second, func() error {
 		if ours(pid, l.st.Dir) {
 			return fmt.Errorf("pid %d still running", pid)
 		}
 		return nil
 	})
+	return err
 }
 
 // NodeNS returns node's open namespace.
