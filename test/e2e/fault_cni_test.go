@@ -20,6 +20,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/weft-net/weft/internal/lab"
+	"github.com/weft-net/weft/internal/labtest"
 )
 
 // TestCNIChurn is scenario 9 in `make test`: 500 ADD/DEL cycles, 4 in parallel, then plugins killed
@@ -49,11 +50,7 @@ func cniChurn(t *testing.T, cycles, kills int) {
 
 	var sandboxes []string
 	for w := range workers {
-		path, err := l.AddNetns(fmt.Sprintf("cw%d", w))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sandboxes = append(sandboxes, path)
+		sandboxes = append(sandboxes, labtest.AddNetns(t, l, fmt.Sprintf("cw%d", w)))
 	}
 	var next, addTime atomic.Int64
 	errs := make([]error, workers)
@@ -74,7 +71,7 @@ func cniChurn(t *testing.T, cycles, kills int) {
 				}
 				id := fmt.Sprintf("churn-%d", i)
 				t0 := time.Now()
-				if _, err := l.CNIAdd(ctx, n1, id, sandboxes[w]); err != nil {
+				if _, err := labtest.CNIAdd(ctx, l, n1, id, sandboxes[w]); err != nil {
 					errs[w] = err
 					return
 				}
@@ -86,7 +83,7 @@ func cniChurn(t *testing.T, cycles, kills int) {
 						return
 					}
 				}
-				if err := l.CNIDel(ctx, n1, id, sandboxes[w]); err != nil {
+				if err := labtest.CNIDel(ctx, l, n1, id, sandboxes[w]); err != nil {
 					errs[w] = err
 					return
 				}
@@ -116,31 +113,25 @@ func cniChurn(t *testing.T, cycles, kills int) {
 		// How long one ADD takes on its own, to spread the kills over.
 		var one time.Duration
 		for k := range 3 {
-			path, err := l.AddNetns(fmt.Sprintf("cm%d", k))
-			if err != nil {
-				t.Fatal(err)
-			}
+			path := labtest.AddNetns(t, l, fmt.Sprintf("cm%d", k))
 			id := fmt.Sprintf("measure-%d", k)
 			t0 := time.Now()
-			if _, err := l.CNIAdd(ctx, n1, id, path); err != nil {
+			if _, err := labtest.CNIAdd(ctx, l, n1, id, path); err != nil {
 				t.Fatal(err)
 			}
 			one += time.Since(t0) / 3
-			if err := l.CNIDel(ctx, n1, id, path); err != nil {
+			if err := labtest.CNIDel(ctx, l, n1, id, path); err != nil {
 				t.Fatal(err)
 			}
 		}
 		killed := 0
 		var killedNS []string
 		for k := range kills {
-			path, err := l.AddNetns(fmt.Sprintf("ck%d", k))
-			if err != nil {
-				t.Fatal(err)
-			}
+			path := labtest.AddNetns(t, l, fmt.Sprintf("ck%d", k))
 			killedNS = append(killedNS, path)
 			// From before the first plugin starts to after the last one is done.
 			actx, cancel := context.WithTimeout(ctx, one*time.Duration(k)*5/time.Duration(4*kills))
-			if _, err := l.CNIAdd(actx, n1, fmt.Sprintf("killed-%d", k), path); err != nil {
+			if _, err := labtest.CNIAdd(actx, l, n1, fmt.Sprintf("killed-%d", k), path); err != nil {
 				killed++
 			}
 			cancel()
@@ -155,7 +146,7 @@ func cniChurn(t *testing.T, cycles, kills int) {
 		if killed == 0 {
 			t.Fatalf("no ADD was killed")
 		}
-		if err := l.CNIGC(ctx, n1, []string{pods[0].Name}); err != nil {
+		if err := labtest.CNIGC(ctx, l, n1, []string{pods[0].Name}); err != nil {
 			t.Fatal(err)
 		}
 		if after := cniState(t, l, n1); after != before {

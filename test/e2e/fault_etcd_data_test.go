@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-net/weft/internal/lab"
+	"github.com/weft-net/weft/internal/labtest"
 	"github.com/weft-net/weft/subnet"
 )
 
@@ -69,12 +70,12 @@ func TestBadEtcdData(t *testing.T) {
 			t.Fatal(err)
 		}
 		poll(t, "node3 to give up", 30*time.Second, func() error {
-			if _, exited := l.WeftdExit(n3); !exited {
+			if _, exited := labtest.WeftdExit(l, n3); !exited {
 				return fmt.Errorf("still running")
 			}
 			return nil
 		})
-		if code, _ := l.WeftdExit(n3); code == 0 || !strings.Contains(nodeLog(t, n3), "no free subnet") {
+		if code, _ := labtest.WeftdExit(l, n3); code == 0 || !strings.Contains(nodeLog(t, n3), "no free subnet") {
 			t.Errorf("node3 exited with code %d; want non-zero, and \"no free subnet\" in its log:\n%s", code, nodeLog(t, n3))
 		}
 		if v := etcdGet(t, l, malformedKey); !strings.Contains(v, "not-a-mac") {
@@ -141,7 +142,7 @@ func TestBadEtcdData(t *testing.T) {
 		}
 		waitLog(t, n4, 20*time.Second, "waiting for network config", "reason=invalid", "SubnetLen=40")
 		time.Sleep(2 * time.Second)
-		if _, exited := l.WeftdExit(n4); exited {
+		if _, exited := labtest.WeftdExit(l, n4); exited {
 			t.Fatalf("node4 exited instead of waiting for a valid config:\n%s", nodeLog(t, n4))
 		}
 		if _, err := l.Env(n4); err == nil {

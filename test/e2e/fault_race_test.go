@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/weft-net/weft/internal/lab"
+	"github.com/weft-net/weft/internal/labtest"
 	"github.com/weft-net/weft/subnet"
 )
 
@@ -105,7 +106,7 @@ func TestRaces(t *testing.T) {
 			winner, loser = nil, nil
 			for i, n := range racers {
 				other := racers[1-i]
-				if _, exited := l.WeftdExit(n); exited {
+				if _, exited := labtest.WeftdExit(l, n); exited {
 					if e, err := l.Env(other); err == nil && e.Ready {
 						winner, loser = other, n
 						return nil
@@ -114,7 +115,7 @@ func TestRaces(t *testing.T) {
 			}
 			return fmt.Errorf("no outcome yet")
 		})
-		code, _ := l.WeftdExit(loser)
+		code, _ := labtest.WeftdExit(l, loser)
 		t.Logf("%s won %s; %s exited with code %d", winner.Name, env(t, l, winner).Subnet, loser.Name, code)
 		if code == 0 {
 			t.Errorf("%s exited with code 0, want non-zero", loser.Name)
@@ -125,7 +126,7 @@ func TestRaces(t *testing.T) {
 		if got, want := env(t, l, winner).Subnet, netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", nodes+1)); got != want {
 			t.Errorf("%s got %s, want the last free subnet %s", winner.Name, got, want)
 		}
-		if _, exited := l.WeftdExit(winner); exited {
+		if _, exited := labtest.WeftdExit(l, winner); exited {
 			t.Errorf("the winner %s exited too", winner.Name)
 		}
 		time.Sleep(time.Second)
