@@ -1,4 +1,4 @@
-package e2e
+package cnichurn
 
 import (
 	"context"
@@ -17,8 +17,8 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
+	"github.com/weft-net/weft/internal/e2etest"
 	"github.com/weft-net/weft/internal/lab"
 	"github.com/weft-net/weft/internal/labtest"
 )
@@ -29,7 +29,7 @@ func TestCNIChurn(t *testing.T) { cniChurn(t, 500, 40) }
 
 // TestSoakCNIChurn is scenario 9 with 10,000 cycles and 400 kills.
 func TestSoakCNIChurn(t *testing.T) {
-	requireSoak(t)
+	e2etest.RequireSoak(t)
 	cniChurn(t, 10000, 400)
 }
 
@@ -40,12 +40,11 @@ func TestSoakCNIChurn(t *testing.T) {
 // and a CNI GC with the long-lived pod as the only valid attachment must restore that state again.
 func cniChurn(t *testing.T, cycles, kills int) {
 	const workers = 4
-	l, nodes := newLab(t, 2, 1)
+	l, nodes, pods := harness.Start(t, labtest.Spec{Nodes: 2, Pods: 1})
 	ctx := context.Background()
 	n1 := nodes[0]
-	pods := l.State().Pods
-	pairs := []pingPair{podPair(t, l, pods[0], pods[1]), podPair(t, l, pods[1], pods[0]), nodePair(t, l, nodes[1], pods[0])}
-	tr := startTraffic(t, pairs...)
+	pairs := []e2etest.PingPair{e2etest.PodPair(t, l, pods[0], pods[1]), e2etest.PodPair(t, l, pods[1], pods[0]), e2etest.NodePair(t, l, nodes[1], pods[0])}
+	tr := e2etest.StartTraffic(t, pairs...)
 	before := cniState(t, l, n1)
 
 	var sandboxes []string
@@ -160,7 +159,7 @@ func cniChurn(t *testing.T, cycles, kills int) {
 	})
 
 	time.Sleep(time.Second)
-	checkTraffic(t, tr, pairs[0].name, pairs[1].name, pairs[2].name)
+	e2etest.CheckTraffic(t, tr, e2etest.Names(pairs)...)
 }
 
 // pingSoon pings dst from a sandbox, a few times within two seconds.
@@ -215,7 +214,7 @@ func cniState(t *testing.T, l *lab.Lab, n *lab.Node) string {
 		}
 	}
 	var out []byte
-	err = mustNS(t, l, n.Netns).Do(func(ns.NetNS) error {
+	err = e2etest.NS(t, l, n.Netns).Do(func(ns.NetNS) error {
 		var err error
 		out, err = exec.Command("iptables-save").Output()
 		return err
@@ -240,12 +239,7 @@ func sandboxLinks(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	h, err := netlink.NewHandleAt(netns.NsHandle(n.Fd()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	links, err := h.LinkList()
+	links, err := e2etest.Handle(t, n).LinkList()
 	if err != nil {
 		t.Fatal(err)
 	}
