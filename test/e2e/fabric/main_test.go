@@ -1,6 +1,7 @@
 // Package fabric runs whole weft fabrics in network namespaces — etcd, weftd on every node, pods
 // attached through the CNI plugin — and checks what the Kubernetes network model promises:
-// reachability without NAT, masquerade, hostPorts, nodes joining and leaving.
+// reachability without NAT, masquerade, hostPorts, nodes joining and leaving, and pods using a
+// jumbo-frame underlay's MTU.
 package fabric
 
 import (
