@@ -25,9 +25,10 @@ import (
 	"github.com/weft-net/weft/internal/lab"
 )
 
-// ActorEnv carries the spec of a gossip actor: the test binary started with it runs gossip members
-// instead of the tests. The actor runs as a child process inside a lab namespace, so that every
-// socket memberlist opens, listening or dialing, is in that namespace.
+// ActorEnv carries the spec of a gossip actor: StartActor starts the test binary again with it set,
+// and the package's TestMain hands its value to RunGossipActor instead of running the tests. The
+// actor runs as a child process inside a lab namespace, so that every socket memberlist opens,
+// listening or dialing, is in that namespace.
 const ActorEnv = "WEFT_E2E_GOSSIP_ACTOR"
 
 // ActorSpec is what an actor runs until SIGTERM.

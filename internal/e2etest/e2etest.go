@@ -1,6 +1,7 @@
 // Package e2etest holds what the end-to-end test packages (test/e2e/...) share: polling, the lab's
 // etcd and node files, traffic that counts lost pings, watches of the kernel entries weftd
-// programs, and the gossip actor that plays rogue or churning members.
+// programs, and the gossip actor that plays rogue or churning members. Its own test,
+// TestFuzzCorpora, checks that every parser of outside input has a fuzz target with a corpus.
 package e2etest
 
 import (

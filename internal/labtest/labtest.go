@@ -49,7 +49,7 @@ type sharedLab struct {
 
 // Spec is what a lab starts with.
 type Spec struct {
-	// Nodes nodes are started, each with Pods pods, once every node is ready.
+	// Nodes nodes are started; once each is ready, Pods pods are attached to it.
 	Nodes, Pods int
 	// Extra flags are appended to every weftd's command line.
 	Extra []string
