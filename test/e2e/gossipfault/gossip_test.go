@@ -1,4 +1,4 @@
-package e2e
+package gossipfault
 
 import (
 	"context"
@@ -17,7 +17,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-net/weft/gossip"
+	"github.com/weft-net/weft/internal/e2etest"
 	"github.com/weft-net/weft/internal/lab"
+	"github.com/weft-net/weft/internal/labtest"
 )
 
 // TestGossipFaults is scenario 8 on two nodes: a member with the wrong key cannot join; members
@@ -29,30 +31,29 @@ func TestGossipFaults(t *testing.T) { gossipFaults(t, 10, 10*time.Second) }
 
 // TestSoakGossipChurn is scenario 8 with thirty members churning for a minute.
 func TestSoakGossipChurn(t *testing.T) {
-	requireSoak(t)
+	e2etest.RequireSoak(t)
 	gossipFaults(t, 30, time.Minute)
 }
 
 func gossipFaults(t *testing.T, churners int, churnFor time.Duration) {
-	l, nodes := newLab(t, 2, 1)
+	l, nodes, pods := harness.Start(t, labtest.Spec{Nodes: 2, Pods: 1})
 	ctx := context.Background()
 	n1, n2 := nodes[0], nodes[1]
-	pods := l.State().Pods
-	s1, s2 := env(t, l, n1).Subnet, env(t, l, n2).Subnet
-	mac1 := vtepMAC(t, l, n1)
-	mac2 := vtepMAC(t, l, n2)
+	s1, s2 := e2etest.Env(t, l, n1).Subnet, e2etest.Env(t, l, n2).Subnet
+	mac1 := e2etest.VTEPMAC(t, l, n1)
+	mac2 := e2etest.VTEPMAC(t, l, n2)
 	outNS, outIP, err := l.AddOutsideHost()
 	if err != nil {
 		t.Fatal(err)
 	}
 	keyFile := filepath.Join(l.State().Dir, "gossip.key")
-	join := []string{netip.AddrPortFrom(n1.IP, 7946).String(), netip.AddrPortFrom(n2.IP, 7946).String()}
-	pairs := []pingPair{podPair(t, l, pods[0], pods[1]), podPair(t, l, pods[1], pods[0]), nodePair(t, l, n1, pods[1])}
-	tr := startTraffic(t, pairs...)
-	w1 := watchEntries(l, []*lab.Node{n1}, s2, mac2, n2.IP)
-	w2 := watchEntries(l, []*lab.Node{n2}, s1, mac1, n1.IP)
+	join := []string{netip.AddrPortFrom(n1.IP, gossip.DefaultBindPort).String(), netip.AddrPortFrom(n2.IP, gossip.DefaultBindPort).String()}
+	pairs := []e2etest.PingPair{e2etest.PodPair(t, l, pods[0], pods[1]), e2etest.PodPair(t, l, pods[1], pods[0]), e2etest.NodePair(t, l, n1, pods[1])}
+	tr := e2etest.StartTraffic(t, pairs...)
+	w1 := e2etest.WatchEntries(l, []*lab.Node{n1}, s2, mac2, n2.IP)
+	w2 := e2etest.WatchEntries(l, []*lab.Node{n2}, s1, mac1, n1.IP)
 	members := func(n *lab.Node) int {
-		v, _ := strconv.Atoi(metric(t, l, n, "weft_gossip_members"))
+		v, _ := strconv.Atoi(e2etest.Metric(t, l, n, "weft_gossip_members"))
 		return v
 	}
 	rogueMAC := net.HardwareAddr{0x02, 0x66, 0x66, 0x66, 0x66, 0x66}
@@ -68,67 +69,67 @@ func gossipFaults(t *testing.T, churners int, churnFor time.Duration) {
 		if err := os.WriteFile(wrongKey, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		a := startActor(t, l, outNS, actorSpec{BindIP: outIP, Join: join, Members: []actorMember{
-			{Name: "intruder", Port: 7946, KeyFile: wrongKey, Meta: &gossip.Meta{
+		a := e2etest.StartActor(t, l, outNS, e2etest.ActorSpec{BindIP: outIP, Join: join, Members: []e2etest.ActorMember{
+			{Name: "intruder", Port: gossip.DefaultBindPort, KeyFile: wrongKey, Meta: &gossip.Meta{
 				NodeName: "intruder", Subnet: s2, PublicIP: outIP, VtepMAC: rogueMAC, VNI: 1, AttrVersion: future,
 			}},
 		}})
-		poll(t, "the intruder's join attempts", 20*time.Second, func() error {
-			if a.value("stats intruder joinFailures") == 0 {
+		e2etest.Poll(t, "the intruder's join attempts", 20*time.Second, func() error {
+			if a.Value("stats intruder joinFailures") == 0 {
 				return fmt.Errorf("no failed join reported yet")
 			}
 			return nil
 		})
 		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-			if m1, m2, mi := members(n1), members(n2), a.value("stats intruder members"); m1 != 2 || m2 != 2 || mi != 1 {
+			if m1, m2, mi := members(n1), members(n2), a.Value("stats intruder members"); m1 != 2 || m2 != 2 || mi != 1 {
 				t.Fatalf("the intruder got in: members node1 %d, node2 %d, intruder %d", m1, m2, mi)
 			}
 		}
-		t.Logf("intruder: %d failed join rounds, members %d", a.value("stats intruder joinFailures"), a.value("stats intruder members"))
+		t.Logf("intruder: %d failed join rounds, members %d", a.Value("stats intruder joinFailures"), a.Value("stats intruder members"))
 		noTrace(t, l, nodes, rogueMAC, unleased)
-		a.stop()
+		a.Stop()
 	})
 
 	t.Run("claims of a leased and of an unleased subnet are rejected", func(t *testing.T) {
 		rejected := func(n *lab.Node) int {
-			v, _ := strconv.Atoi(metric(t, l, n, "weft_gossip_rejected_claims_total"))
+			v, _ := strconv.Atoi(e2etest.Metric(t, l, n, "weft_gossip_rejected_claims_total"))
 			return v
 		}
 		before1, before2 := rejected(n1), rejected(n2)
-		a := startActor(t, l, outNS, actorSpec{BindIP: outIP, KeyFile: keyFile, Join: join, Members: []actorMember{
-			{Name: "rogue", Port: 7946, Meta: &gossip.Meta{
+		a := e2etest.StartActor(t, l, outNS, e2etest.ActorSpec{BindIP: outIP, KeyFile: keyFile, Join: join, Members: []e2etest.ActorMember{
+			{Name: "rogue", Port: gossip.DefaultBindPort, Meta: &gossip.Meta{
 				NodeName: "rogue", Subnet: s2, PublicIP: outIP, VtepMAC: rogueMAC, VNI: 1, AttrVersion: future,
 			}},
-			{Name: "squatter", Port: 7947, Meta: &gossip.Meta{
+			{Name: "squatter", Port: gossip.DefaultBindPort + 1, Meta: &gossip.Meta{
 				NodeName: "squatter", Subnet: unleased, PublicIP: outIP, VtepMAC: rogueMAC, VNI: 1, AttrVersion: future,
 			}},
 		}})
-		poll(t, "the rogue members join", 20*time.Second, func() error {
+		e2etest.Poll(t, "the rogue members join", 20*time.Second, func() error {
 			if m1, m2 := members(n1), members(n2); m1 != 4 || m2 != 4 {
 				return fmt.Errorf("members node1 %d, node2 %d", m1, m2)
 			}
 			return nil
 		})
-		poll(t, "the claim of node2's subnet counted as rejected", 10*time.Second, func() error {
+		e2etest.Poll(t, "the claim of node2's subnet counted as rejected", 10*time.Second, func() error {
 			if r1, r2 := rejected(n1), rejected(n2); r1 <= before1 || r2 <= before2 {
 				return fmt.Errorf("rejected claims node1 %d, node2 %d", r1, r2)
 			}
 			return nil
 		})
-		waitLog(t, n1, 10*time.Second, "gossip subnet claim rejected", "node=rogue", s2.String())
+		e2etest.WaitLog(t, n1, 10*time.Second, "gossip subnet claim rejected", "node=rogue", s2.String())
 		time.Sleep(time.Second)
 		noTrace(t, l, nodes, rogueMAC, unleased)
-		a.stop()
+		a.Stop()
 	})
 
 	t.Run("a member taking a live node's name is refused", func(t *testing.T) {
-		a := startActor(t, l, outNS, actorSpec{BindIP: outIP, KeyFile: keyFile, Join: join, Members: []actorMember{
-			{Name: n2.Name, Port: 7946, Meta: &gossip.Meta{
+		a := e2etest.StartActor(t, l, outNS, e2etest.ActorSpec{BindIP: outIP, KeyFile: keyFile, Join: join, Members: []e2etest.ActorMember{
+			{Name: n2.Name, Port: gossip.DefaultBindPort, Meta: &gossip.Meta{
 				NodeName: n2.Name, Subnet: s2, PublicIP: outIP, VtepMAC: rogueMAC, VNI: 1, AttrVersion: future,
 			}},
 		}})
-		poll(t, "the impostor's join attempt", 20*time.Second, func() error {
-			if a.value("stats "+n2.Name+" members") == 0 && a.value("stats "+n2.Name+" joinFailures") == 0 {
+		e2etest.Poll(t, "the impostor's join attempt", 20*time.Second, func() error {
+			if a.Value("stats "+n2.Name+" members") == 0 && a.Value("stats "+n2.Name+" joinFailures") == 0 {
 				return fmt.Errorf("no join reported yet")
 			}
 			return nil
@@ -136,14 +137,14 @@ func gossipFaults(t *testing.T, churners int, churnFor time.Duration) {
 		time.Sleep(3 * time.Second)
 		noTrace(t, l, nodes, rogueMAC, unleased)
 		t.Logf("impostor: members %d, failed join rounds %d; node1 logged the name conflict: %t",
-			a.value("stats "+n2.Name+" members"), a.value("stats "+n2.Name+" joinFailures"),
-			containsAll(nodeLog(t, n1), "gossip member name in use at two addresses"))
-		a.stop()
+			a.Value("stats "+n2.Name+" members"), a.Value("stats "+n2.Name+" joinFailures"),
+			e2etest.ContainsAll(e2etest.NodeLog(t, n1), "gossip member name in use at two addresses"))
+		a.Stop()
 	})
 
 	t.Run("join and leave churn", func(t *testing.T) {
 		start := time.Now()
-		a := startActor(t, l, outNS, actorSpec{BindIP: outIP, KeyFile: keyFile, Join: join, Churn: churners, ChurnPort: 8000})
+		a := e2etest.StartActor(t, l, outNS, e2etest.ActorSpec{BindIP: outIP, KeyFile: keyFile, Join: join, Churn: churners, ChurnPort: 8000})
 		time.Sleep(time.Second)
 		n3, err := l.AddNode(ctx)
 		if err != nil {
@@ -157,22 +158,22 @@ func gossipFaults(t *testing.T, churners int, churnFor time.Duration) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		poll(t, "node3 programmed everywhere during the churn", 30*time.Second, func() error {
+		e2etest.Poll(t, "node3 programmed everywhere during the churn", 30*time.Second, func() error {
 			for _, pair := range [][2]*lab.Node{{n1, n3}, {n2, n3}, {n3, n1}, {n3, n2}} {
 				if err := l.CheckPeerNode(pair[0], pair[1]); err != nil {
 					return err
 				}
 			}
-			return lab.Ping(mustNS(t, l, pods[0].Netns), p3.IP, 9100, 500*time.Millisecond)
+			return lab.Ping(e2etest.NS(t, l, pods[0].Netns), p3.IP, 9100, 500*time.Millisecond)
 		})
 		t.Logf("FIGURE gossip churn: a node joining during the churn was programmed everywhere and reached %v after its weftd started",
 			time.Since(joined).Round(time.Millisecond))
 		if rest := churnFor - time.Since(start); rest > 0 {
 			time.Sleep(rest)
 		}
-		cycles := a.value("churn cycles")
-		a.stop()
-		settled := poll(t, "the churning members gone from every node", 60*time.Second, func() error {
+		cycles := a.Value("churn cycles")
+		a.Stop()
+		settled := e2etest.Poll(t, "the churning members gone from every node", 60*time.Second, func() error {
 			for _, n := range []*lab.Node{n1, n2, n3} {
 				if m := members(n); m != 3 {
 					return fmt.Errorf("%s counts %d members", n.Name, m)
@@ -188,9 +189,9 @@ func gossipFaults(t *testing.T, churners int, churnFor time.Duration) {
 	})
 
 	time.Sleep(time.Second)
-	checkEntries(t, w1, "node1's entries for node2")
-	checkEntries(t, w2, "node2's entries for node1")
-	checkTraffic(t, tr, pairs[0].name, pairs[1].name, pairs[2].name)
+	e2etest.CheckEntries(t, w1, "node1's entries for node2")
+	e2etest.CheckEntries(t, w2, "node2's entries for node1")
+	e2etest.CheckTraffic(t, tr, e2etest.Names(pairs)...)
 }
 
 // noTrace fails if a node holds an FDB entry or neighbour for mac or a route to unleased.

@@ -1,4 +1,4 @@
-package e2e
+package race
 
 import (
 	"context"
@@ -9,23 +9,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-net/weft/internal/e2etest"
 	"github.com/weft-net/weft/internal/lab"
+	"github.com/weft-net/weft/internal/labtest"
 	"github.com/weft-net/weft/subnet"
 )
-
-// raceConfig is a network with exactly n allocatable subnets, 10.244.1.0/24 to 10.244.<n>.0/24.
-func raceConfig(n int) string {
-	return fmt.Sprintf(`{"Network":"10.244.0.0/16","SubnetLen":24,"SubnetMin":"10.244.1.0","SubnetMax":"10.244.%d.0","Backend":{"Type":"vxlan"}}`, n)
-}
 
 // TestRaces is scenario 6: 20 nodes started at once on a network with exactly 20 free subnets all
 // get distinct subnets and program each other; then two nodes race for one more subnet: one wins,
 // the other exits non-zero saying "no free subnet", and the running nodes' traffic is untouched.
 func TestRaces(t *testing.T) {
 	const nodes = 20
-	l, _ := newLab(t, 0, 0)
+	l, _, _ := harness.Start(t, labtest.Spec{})
 	ctx := context.Background()
-	etcdPut(t, l, configKey, raceConfig(nodes))
+	e2etest.EtcdPut(t, l, e2etest.ConfigKey, e2etest.SubnetsConfig(nodes))
 
 	var all []*lab.Node
 	for range nodes {
@@ -44,7 +41,7 @@ func TestRaces(t *testing.T) {
 	}
 	t.Logf("FIGURE race: %d nodes started at once were all ready %v later", nodes, time.Since(start).Round(time.Millisecond))
 
-	cfg, err := subnet.ParseConfig([]byte(raceConfig(nodes)))
+	cfg, err := subnet.ParseConfig([]byte(e2etest.SubnetsConfig(nodes)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +49,7 @@ func TestRaces(t *testing.T) {
 	byName := map[string]*lab.Node{}
 	for _, n := range all {
 		byName[n.Name] = n
-		s := env(t, l, n).Subnet
+		s := e2etest.Env(t, l, n).Subnet
 		if !cfg.Allocatable(s) {
 			t.Errorf("%s got %s, outside the network's subnets", n.Name, s)
 		}
@@ -60,12 +57,12 @@ func TestRaces(t *testing.T) {
 			t.Errorf("%s and %s both got %s", o, n.Name, s)
 		}
 		owner[s] = n.Name
-		a, err := subnet.ParseLeaseAttrs([]byte(etcdGet(t, l, subnetsPrefix+subnet.SubnetKey(s))))
+		a, err := subnet.ParseLeaseAttrs([]byte(e2etest.EtcdGet(t, l, e2etest.LeaseKey(s))))
 		if err != nil || a.NodeName != n.Name {
 			t.Errorf("etcd's lease of %s: %+v (%v), want node %s", s, a, err, n.Name)
 		}
 	}
-	converged := poll(t, "every node programs every other", 60*time.Second, func() error {
+	converged := e2etest.Poll(t, "every node programs every other", 60*time.Second, func() error {
 		for _, n := range all {
 			for _, o := range owner {
 				if o == n.Name {
@@ -89,8 +86,8 @@ func TestRaces(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr := startTraffic(t, podPair(t, l, first, last), podPair(t, l, last, first), nodePair(t, l, all[1], last))
-		etcdPut(t, l, configKey, raceConfig(nodes+1))
+		tr := e2etest.StartTraffic(t, e2etest.PodPair(t, l, first, last), e2etest.PodPair(t, l, last, first), e2etest.NodePair(t, l, all[1], last))
+		e2etest.EtcdPut(t, l, e2etest.ConfigKey, e2etest.SubnetsConfig(nodes+1))
 		var racers []*lab.Node
 		for range 2 {
 			n, err := l.PrepareNode(ctx)
@@ -101,11 +98,11 @@ func TestRaces(t *testing.T) {
 		}
 		startAll(t, l, racers)
 		var winner, loser *lab.Node
-		poll(t, "one racer ready and the other gone", 60*time.Second, func() error {
+		e2etest.Poll(t, "one racer ready and the other gone", 60*time.Second, func() error {
 			winner, loser = nil, nil
 			for i, n := range racers {
 				other := racers[1-i]
-				if _, exited := l.WeftdExit(n); exited {
+				if _, exited := labtest.WeftdExit(l, n); exited {
 					if e, err := l.Env(other); err == nil && e.Ready {
 						winner, loser = other, n
 						return nil
@@ -114,22 +111,22 @@ func TestRaces(t *testing.T) {
 			}
 			return fmt.Errorf("no outcome yet")
 		})
-		code, _ := l.WeftdExit(loser)
-		t.Logf("%s won %s; %s exited with code %d", winner.Name, env(t, l, winner).Subnet, loser.Name, code)
+		code, _ := labtest.WeftdExit(l, loser)
+		t.Logf("%s won %s; %s exited with code %d", winner.Name, e2etest.Env(t, l, winner).Subnet, loser.Name, code)
 		if code == 0 {
 			t.Errorf("%s exited with code 0, want non-zero", loser.Name)
 		}
-		if log := nodeLog(t, loser); !strings.Contains(log, "no free subnet") {
+		if log := e2etest.NodeLog(t, loser); !strings.Contains(log, "no free subnet") {
 			t.Errorf("%s's log does not say \"no free subnet\":\n%s", loser.Name, log)
 		}
-		if got, want := env(t, l, winner).Subnet, netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", nodes+1)); got != want {
+		if got, want := e2etest.Env(t, l, winner).Subnet, netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", nodes+1)); got != want {
 			t.Errorf("%s got %s, want the last free subnet %s", winner.Name, got, want)
 		}
-		if _, exited := l.WeftdExit(winner); exited {
+		if _, exited := labtest.WeftdExit(l, winner); exited {
 			t.Errorf("the winner %s exited too", winner.Name)
 		}
 		time.Sleep(time.Second)
-		checkTraffic(t, tr, first.Name+"→"+last.Name, last.Name+"→"+first.Name, all[1].Name+"→"+last.Name)
+		e2etest.CheckTraffic(t, tr, first.Name+"→"+last.Name, last.Name+"→"+first.Name, all[1].Name+"→"+last.Name)
 	})
 }
 

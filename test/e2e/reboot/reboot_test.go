@@ -1,4 +1,4 @@
-package e2e
+package reboot
 
 import (
 	"context"
@@ -16,7 +16,9 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/internal/e2etest"
 	"github.com/weft-net/weft/internal/lab"
+	"github.com/weft-net/weft/internal/labtest"
 	"github.com/weft-net/weft/subnet"
 	"github.com/weft-net/weft/vxlan"
 )
@@ -29,30 +31,29 @@ func TestNodeReboot(t *testing.T) { nodeReboot(t, 1) }
 
 // TestSoakNodeReboot repeats scenario 4 ten times.
 func TestSoakNodeReboot(t *testing.T) {
-	requireSoak(t)
+	e2etest.RequireSoak(t)
 	nodeReboot(t, 10)
 }
 
 func nodeReboot(t *testing.T, rounds int) {
-	l, nodes := newLab(t, 3, 1)
+	l, nodes, pods := harness.Start(t, labtest.Spec{Nodes: 3, Pods: 1})
 	n1, peers := nodes[0], nodes[1:]
-	pods := l.State().Pods
-	s1 := env(t, l, n1).Subnet
-	derived := vtepMAC(t, l, n1)
-	rules := weftRules(t, l, n1)
+	s1 := e2etest.Env(t, l, n1).Subnet
+	derived := e2etest.VTEPMAC(t, l, n1)
+	rules := e2etest.WeftRules(t, l, n1)
 	// pod2→pod3 does not involve node1 and must never lose a ping.
-	pairs := func() []pingPair {
-		return []pingPair{
-			podPair(t, l, pods[0], pods[1]), podPair(t, l, pods[1], pods[0]), podPair(t, l, pods[2], pods[0]),
-			podPair(t, l, pods[1], pods[2]), nodePair(t, l, nodes[1], pods[0]), nodePair(t, l, n1, pods[2]),
+	pairs := func() []e2etest.PingPair {
+		return []e2etest.PingPair{
+			e2etest.PodPair(t, l, pods[0], pods[1]), e2etest.PodPair(t, l, pods[1], pods[0]), e2etest.PodPair(t, l, pods[2], pods[0]),
+			e2etest.PodPair(t, l, pods[1], pods[2]), e2etest.NodePair(t, l, nodes[1], pods[0]), e2etest.NodePair(t, l, n1, pods[2]),
 		}
 	}
 	unrelated := pods[1].Name + "→" + pods[2].Name
 
 	for round := range rounds {
 		t.Run(fmt.Sprintf("round %d/reboot", round+1), func(t *testing.T) {
-			tr := startTraffic(t, pairs()...)
-			w := watchEntries(l, peers, s1, derived, n1.IP)
+			tr := e2etest.StartTraffic(t, pairs()...)
+			w := e2etest.WatchEntries(l, peers, s1, derived, n1.IP)
 			down := time.Now()
 			simulateReboot(t, l, n1)
 			if err := l.StartWeftd(n1); err != nil {
@@ -63,28 +64,28 @@ func nodeReboot(t *testing.T, rounds int) {
 				t.Fatal(err)
 			}
 			ready := time.Since(start)
-			back := poll(t, "pod2 reaches pod1 again", 15*time.Second, func() error {
-				return lab.Ping(mustNS(t, l, pods[1].Netns), pods[0].IP, 9000, 500*time.Millisecond)
+			back := e2etest.Poll(t, "pod2 reaches pod1 again", 15*time.Second, func() error {
+				return lab.Ping(e2etest.NS(t, l, pods[1].Netns), pods[0].IP, 9000, 500*time.Millisecond)
 			})
 			t.Logf("FIGURE reboot: weftd ready %v after start; datapath back %v after start, down %v in all",
 				ready.Round(time.Millisecond), (ready + back).Round(time.Millisecond), time.Since(down).Round(time.Millisecond))
 			time.Sleep(time.Second)
-			checkEntries(t, w, "peers' entries for node1 during its reboot")
-			checkTraffic(t, tr, unrelated)
+			e2etest.CheckEntries(t, w, "peers' entries for node1 during its reboot")
+			e2etest.CheckTraffic(t, tr, unrelated)
 			if mac, err := l.VTEPMAC(n1); err != nil || mac.String() != derived.String() {
 				t.Errorf("MAC after reboot %s (%v), want %s", mac, err, derived)
 			}
-			if got := env(t, l, n1).Subnet; got != s1 {
+			if got := e2etest.Env(t, l, n1).Subnet; got != s1 {
 				t.Errorf("subnet after reboot %s, want %s", got, s1)
 			}
 			for _, p := range peers {
-				ps := env(t, l, p).Subnet
-				mac := vtepMAC(t, l, p)
+				ps := e2etest.Env(t, l, p).Subnet
+				mac := e2etest.VTEPMAC(t, l, p)
 				if err := l.CheckPeer(n1, backend.Peer{Subnet: ps, PublicIP: p.IP, VtepMAC: mac}); err != nil {
 					t.Errorf("after reboot: %v", err)
 				}
 			}
-			if got := weftRules(t, l, n1); got != rules {
+			if got := e2etest.WeftRules(t, l, n1); got != rules {
 				t.Errorf("node1's rules after reboot:\n%s\nwant:\n%s", got, rules)
 			}
 		})
@@ -122,8 +123,8 @@ func nodeReboot(t *testing.T, rounds int) {
 			if err := l.StartEtcd(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			poll(t, "node1's lease carries the new MAC once etcd is back", 30*time.Second, func() error {
-				a, err := subnet.ParseLeaseAttrs([]byte(etcdGet(t, l, subnetsPrefix+subnet.SubnetKey(s1))))
+			e2etest.Poll(t, "node1's lease carries the new MAC once etcd is back", 30*time.Second, func() error {
+				a, err := subnet.ParseLeaseAttrs([]byte(e2etest.EtcdGet(t, l, e2etest.LeaseKey(s1))))
 				if err != nil {
 					return err
 				}
@@ -148,7 +149,7 @@ func nodeReboot(t *testing.T, rounds int) {
 					t.Fatal(err)
 				}
 			})
-			if got := env(t, l, n1).Subnet; got != s1 {
+			if got := e2etest.Env(t, l, n1).Subnet; got != s1 {
 				t.Errorf("subnet after the state dir was wiped: %s, want %s", got, s1)
 			}
 		})
@@ -157,10 +158,10 @@ func nodeReboot(t *testing.T, rounds int) {
 
 // macChange stops node's weftd and changes its MAC through change, starts it again and measures
 // how long after the device carries want every peer has programmed it; pings must recover.
-func macChange(t *testing.T, l *lab.Lab, node *lab.Node, peers []*lab.Node, pairs []pingPair, lossless string, want net.HardwareAddr, what string, change func()) {
+func macChange(t *testing.T, l *lab.Lab, node *lab.Node, peers []*lab.Node, pairs []e2etest.PingPair, lossless string, want net.HardwareAddr, what string, change func()) {
 	t.Helper()
-	s := env(t, l, node).Subnet
-	tr := startTraffic(t, pairs...)
+	s := e2etest.Env(t, l, node).Subnet
+	tr := e2etest.StartTraffic(t, pairs...)
 	change()
 	w := watchMAC(l, node, peers, s, want)
 	if err := l.StartWeftd(node); err != nil {
@@ -181,17 +182,17 @@ func macChange(t *testing.T, l *lab.Lab, node *lab.Node, peers []*lab.Node, pair
 	if res.propagation() > 10*time.Second {
 		t.Errorf("peers programmed the new MAC %v after the device carried it (goal < 1s)", res.propagation())
 	}
-	back := poll(t, "pods reach "+node.Name+"'s pod again", 15*time.Second, func() error {
+	back := e2etest.Poll(t, "pods reach "+node.Name+"'s pod again", 15*time.Second, func() error {
 		for _, p := range pairs {
-			if err := lab.Ping(p.src, p.dst, 9001, 500*time.Millisecond); err != nil {
-				return fmt.Errorf("%s: %w", p.name, err)
+			if err := lab.Ping(p.Src, p.Dst, 9001, 500*time.Millisecond); err != nil {
+				return fmt.Errorf("%s: %w", p.Name, err)
 			}
 		}
 		return nil
 	})
 	t.Logf("all pairs answered %v after the peers had the new MAC", back.Round(time.Millisecond))
 	time.Sleep(time.Second)
-	checkTraffic(t, tr, lossless)
+	e2etest.CheckTraffic(t, tr, lossless)
 }
 
 func writeMAC(t *testing.T, n *lab.Node, mac net.HardwareAddr) {
@@ -234,7 +235,7 @@ func simulateReboot(t *testing.T, l *lab.Lab, n *lab.Node) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = inNode(t, l, n, func(ipt *iptables.IPTables) error {
+	err = e2etest.InNode(t, l, n, func(ipt *iptables.IPTables) error {
 		return errors.Join(
 			ipt.DeleteIfExists("filter", "FORWARD", "-m", "comment", "--comment", "weft forward", "-j", "WEFT-FWD"),
 			ipt.DeleteIfExists("nat", "POSTROUTING", "-m", "comment", "--comment", "weft masq", "-j", "WEFT-POSTRTG"),
@@ -248,7 +249,7 @@ func simulateReboot(t *testing.T, l *lab.Lab, n *lab.Node) {
 	if err := os.Remove(filepath.Join(n.Dir, "subnet.env")); err != nil {
 		t.Fatal(err)
 	}
-	if got := weftRules(t, l, n); !strings.Contains(got, "filter/WEFT-FWD missing") || !strings.Contains(got, "nat/WEFT-POSTRTG missing") {
+	if got := e2etest.WeftRules(t, l, n); !strings.Contains(got, "filter/WEFT-FWD missing") || !strings.Contains(got, "nat/WEFT-POSTRTG missing") {
 		t.Fatalf("rules left after the simulated reboot:\n%s", got)
 	}
 }

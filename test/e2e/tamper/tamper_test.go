@@ -1,4 +1,4 @@
-package e2e
+package tamper
 
 import (
 	"fmt"
@@ -12,7 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/internal/e2etest"
 	"github.com/weft-net/weft/internal/lab"
+	"github.com/weft-net/weft/internal/labtest"
 )
 
 // rulesInterval is the rules check period the tampering scenario runs weftd with.
@@ -25,19 +27,18 @@ func TestTampering(t *testing.T) { tampering(t, 1) }
 
 // TestSoakTampering repeats scenario 5 twenty times.
 func TestSoakTampering(t *testing.T) {
-	requireSoak(t)
+	e2etest.RequireSoak(t)
 	tampering(t, 20)
 }
 
 func tampering(t *testing.T, rounds int) {
-	l, nodes := newLab(t, 2, 1, "-rules-interval", rulesInterval.String())
+	l, nodes, pods := harness.Start(t, labtest.Spec{Nodes: 2, Pods: 1, Extra: []string{"-rules-interval", rulesInterval.String()}})
 	n1, n2 := nodes[0], nodes[1]
-	pods := l.State().Pods
-	s1, s2 := env(t, l, n1).Subnet, env(t, l, n2).Subnet
-	mac1 := vtepMAC(t, l, n1)
-	mac2 := vtepMAC(t, l, n2)
-	rules := weftRules(t, l, n1)
-	network := env(t, l, n1).Network.String()
+	s1, s2 := e2etest.Env(t, l, n1).Subnet, e2etest.Env(t, l, n2).Subnet
+	mac1 := e2etest.VTEPMAC(t, l, n1)
+	mac2 := e2etest.VTEPMAC(t, l, n2)
+	rules := e2etest.WeftRules(t, l, n1)
+	network := e2etest.Env(t, l, n1).Network.String()
 
 	kernelIntact := func() error {
 		if err := l.CheckPeer(n1, backend.Peer{Subnet: s2, PublicIP: n2.IP, VtepMAC: mac2}); err != nil {
@@ -49,7 +50,7 @@ func tampering(t *testing.T, rounds int) {
 		return nil
 	}
 	rulesIntact := func() error {
-		if got := weftRules(t, l, n1); got != rules {
+		if got := e2etest.WeftRules(t, l, n1); got != rules {
 			return fmt.Errorf("rules:\n%s", got)
 		}
 		return nil
@@ -66,7 +67,7 @@ func tampering(t *testing.T, rounds int) {
 		}
 	}
 	withIPT := func(fn func(ipt *iptables.IPTables) error) func() error {
-		return func() error { return inNode(t, l, n1, fn) }
+		return func() error { return e2etest.InNode(t, l, n1, fn) }
 	}
 	cases := []struct {
 		name     string
@@ -120,7 +121,7 @@ func tampering(t *testing.T, rounds int) {
 	for round := range rounds {
 		for _, c := range cases {
 			t.Run(fmt.Sprintf("round %d/%s", round+1, c.name), func(t *testing.T) {
-				tr := startTraffic(t, podPair(t, l, pods[0], pods[1]), podPair(t, l, pods[1], pods[0]), nodePair(t, l, n1, pods[1]))
+				tr := e2etest.StartTraffic(t, e2etest.PodPair(t, l, pods[0], pods[1]), e2etest.PodPair(t, l, pods[1], pods[0]), e2etest.NodePair(t, l, n1, pods[1]))
 				time.Sleep(300 * time.Millisecond)
 				if err := c.restored(); err != nil {
 					t.Fatalf("before tampering: %v", err)
@@ -128,20 +129,10 @@ func tampering(t *testing.T, rounds int) {
 				if err := c.tamper(); err != nil {
 					t.Fatalf("tampering: %v", err)
 				}
-				start := time.Now()
-				var err error
-				for time.Since(start) < c.deadline {
-					if err = c.restored(); err == nil {
-						break
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
-				if err != nil {
-					t.Fatalf("not restored within %v: %v", c.deadline, err)
-				}
-				t.Logf("FIGURE tampering %s: restored in %v", c.name, time.Since(start).Round(time.Millisecond))
+				took := e2etest.Poll(t, c.name+" restored", c.deadline, c.restored)
+				t.Logf("FIGURE tampering %s: restored in %v", c.name, took.Round(time.Millisecond))
 				time.Sleep(time.Second)
-				checkTraffic(t, tr)
+				e2etest.CheckTraffic(t, tr)
 			})
 		}
 	}

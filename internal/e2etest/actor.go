@@ -1,4 +1,4 @@
-package e2e
+package e2etest
 
 import (
 	"bufio"
@@ -25,34 +25,35 @@ import (
 	"github.com/weft-net/weft/internal/lab"
 )
 
-// actorEnv carries the spec of a gossip actor: the test binary started with it runs gossip members
-// instead of the tests. The actor runs as a child process inside a lab namespace, so that every
-// socket memberlist opens, listening or dialing, is in that namespace.
-const actorEnv = "WEFT_E2E_GOSSIP_ACTOR"
+// ActorEnv carries the spec of a gossip actor: StartActor starts the test binary again with it set,
+// and the package's TestMain hands its value to RunGossipActor instead of running the tests. The
+// actor runs as a child process inside a lab namespace, so that every socket memberlist opens,
+// listening or dialing, is in that namespace.
+const ActorEnv = "WEFT_E2E_GOSSIP_ACTOR"
 
-// actorSpec is what an actor runs until SIGTERM.
-type actorSpec struct {
+// ActorSpec is what an actor runs until SIGTERM.
+type ActorSpec struct {
 	BindIP  netip.Addr
 	KeyFile string
 	Join    []string
-	Members []actorMember
+	Members []ActorMember
 	// Churn members join and leave over and over: each lives 200 ms to 1.2 s under a new name
 	// (churn-<i>-<generation>), every other one claiming a subnet nobody leased.
 	Churn, ChurnPort int
 }
 
-// actorMember is one long-lived member; Meta may be nil (no meta advertised).
-type actorMember struct {
+// ActorMember is one long-lived member; Meta may be nil (no meta advertised).
+type ActorMember struct {
 	Name    string
 	Port    int
 	KeyFile string
 	Meta    *gossip.Meta
 }
 
-// runGossipActor is the actor's main: it reports each long-lived member's stats and the churn
+// RunGossipActor is the actor's main: it reports each long-lived member's stats and the churn
 // cycles on stdout every 200 ms.
-func runGossipActor(raw string) int {
-	var spec actorSpec
+func RunGossipActor(raw string) int {
+	var spec ActorSpec
 	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
 		fmt.Fprintln(os.Stderr, "actor:", err)
 		return 2
@@ -138,16 +139,16 @@ func runGossipActor(raw string) int {
 	return 0
 }
 
-// actor is a running gossip actor process.
-type actor struct {
+// Actor is a running gossip actor process.
+type Actor struct {
 	cmd  *exec.Cmd
 	mu   sync.Mutex
 	seen map[string]int
 	done chan struct{}
 }
 
-// startActor runs spec in a child process inside namespace nsName; it is stopped when t ends.
-func startActor(t *testing.T, l *lab.Lab, nsName string, spec actorSpec) *actor {
+// StartActor runs spec in a child process inside namespace nsName; it is stopped when t ends.
+func StartActor(t *testing.T, l *lab.Lab, nsName string, spec ActorSpec) *Actor {
 	t.Helper()
 	raw, err := json.Marshal(spec)
 	if err != nil {
@@ -157,9 +158,9 @@ func startActor(t *testing.T, l *lab.Lab, nsName string, spec actorSpec) *actor 
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &actor{seen: map[string]int{}, done: make(chan struct{})}
+	a := &Actor{seen: map[string]int{}, done: make(chan struct{})}
 	a.cmd = exec.Command(exe, "-test.run=^$")
-	a.cmd.Env = append(os.Environ(), actorEnv+"="+string(raw))
+	a.cmd.Env = append(os.Environ(), ActorEnv+"="+string(raw))
 	a.cmd.Stderr = os.Stderr
 	// Gone with the test process, even when it dies without cleaning up.
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -167,16 +168,16 @@ func startActor(t *testing.T, l *lab.Lab, nsName string, spec actorSpec) *actor 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := mustNS(t, l, nsName).Do(func(ns.NetNS) error { return a.cmd.Start() }); err != nil {
+	if err := NS(t, l, nsName).Do(func(ns.NetNS) error { return a.cmd.Start() }); err != nil {
 		t.Fatal(err)
 	}
 	go a.read(out)
-	t.Cleanup(a.stop)
+	t.Cleanup(a.Stop)
 	return a
 }
 
 // read keeps the latest value of every "key=value" the actor prints, by line kind and name.
-func (a *actor) read(out io.Reader) {
+func (a *Actor) read(out io.Reader) {
 	defer close(a.done)
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
@@ -200,16 +201,16 @@ func (a *actor) read(out io.Reader) {
 	}
 }
 
-// value returns the latest value the actor printed for key ("stats <member> members", "churn
+// Value returns the latest value the actor printed for key ("stats <member> members", "churn
 // cycles").
-func (a *actor) value(key string) int {
+func (a *Actor) Value(key string) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.seen[key]
 }
 
-// stop ends the actor with SIGTERM (its members leave), or SIGKILL after 10 s.
-func (a *actor) stop() {
+// Stop ends the actor with SIGTERM (its members leave), or SIGKILL after 10 s.
+func (a *Actor) Stop() {
 	if a.cmd.ProcessState != nil {
 		return
 	}

@@ -1,4 +1,4 @@
-package e2e
+package cnichurn
 
 import (
 	"context"
@@ -17,9 +17,10 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
+	"github.com/weft-net/weft/internal/e2etest"
 	"github.com/weft-net/weft/internal/lab"
+	"github.com/weft-net/weft/internal/labtest"
 )
 
 // TestCNIChurn is scenario 9 in `make test`: 500 ADD/DEL cycles, 4 in parallel, then plugins killed
@@ -28,7 +29,7 @@ func TestCNIChurn(t *testing.T) { cniChurn(t, 500, 40) }
 
 // TestSoakCNIChurn is scenario 9 with 10,000 cycles and 400 kills.
 func TestSoakCNIChurn(t *testing.T) {
-	requireSoak(t)
+	e2etest.RequireSoak(t)
 	cniChurn(t, 10000, 400)
 }
 
@@ -39,21 +40,16 @@ func TestSoakCNIChurn(t *testing.T) {
 // and a CNI GC with the long-lived pod as the only valid attachment must restore that state again.
 func cniChurn(t *testing.T, cycles, kills int) {
 	const workers = 4
-	l, nodes := newLab(t, 2, 1)
+	l, nodes, pods := harness.Start(t, labtest.Spec{Nodes: 2, Pods: 1})
 	ctx := context.Background()
 	n1 := nodes[0]
-	pods := l.State().Pods
-	pairs := []pingPair{podPair(t, l, pods[0], pods[1]), podPair(t, l, pods[1], pods[0]), nodePair(t, l, nodes[1], pods[0])}
-	tr := startTraffic(t, pairs...)
+	pairs := []e2etest.PingPair{e2etest.PodPair(t, l, pods[0], pods[1]), e2etest.PodPair(t, l, pods[1], pods[0]), e2etest.NodePair(t, l, nodes[1], pods[0])}
+	tr := e2etest.StartTraffic(t, pairs...)
 	before := cniState(t, l, n1)
 
 	var sandboxes []string
 	for w := range workers {
-		path, err := l.AddNetns(fmt.Sprintf("cw%d", w))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sandboxes = append(sandboxes, path)
+		sandboxes = append(sandboxes, labtest.AddNetns(t, l, fmt.Sprintf("cw%d", w)))
 	}
 	var next, addTime atomic.Int64
 	errs := make([]error, workers)
@@ -74,7 +70,7 @@ func cniChurn(t *testing.T, cycles, kills int) {
 				}
 				id := fmt.Sprintf("churn-%d", i)
 				t0 := time.Now()
-				if _, err := l.CNIAdd(ctx, n1, id, sandboxes[w]); err != nil {
+				if _, err := labtest.CNIAdd(ctx, l, n1, id, sandboxes[w]); err != nil {
 					errs[w] = err
 					return
 				}
@@ -86,7 +82,7 @@ func cniChurn(t *testing.T, cycles, kills int) {
 						return
 					}
 				}
-				if err := l.CNIDel(ctx, n1, id, sandboxes[w]); err != nil {
+				if err := labtest.CNIDel(ctx, l, n1, id, sandboxes[w]); err != nil {
 					errs[w] = err
 					return
 				}
@@ -116,31 +112,25 @@ func cniChurn(t *testing.T, cycles, kills int) {
 		// How long one ADD takes on its own, to spread the kills over.
 		var one time.Duration
 		for k := range 3 {
-			path, err := l.AddNetns(fmt.Sprintf("cm%d", k))
-			if err != nil {
-				t.Fatal(err)
-			}
+			path := labtest.AddNetns(t, l, fmt.Sprintf("cm%d", k))
 			id := fmt.Sprintf("measure-%d", k)
 			t0 := time.Now()
-			if _, err := l.CNIAdd(ctx, n1, id, path); err != nil {
+			if _, err := labtest.CNIAdd(ctx, l, n1, id, path); err != nil {
 				t.Fatal(err)
 			}
 			one += time.Since(t0) / 3
-			if err := l.CNIDel(ctx, n1, id, path); err != nil {
+			if err := labtest.CNIDel(ctx, l, n1, id, path); err != nil {
 				t.Fatal(err)
 			}
 		}
 		killed := 0
 		var killedNS []string
 		for k := range kills {
-			path, err := l.AddNetns(fmt.Sprintf("ck%d", k))
-			if err != nil {
-				t.Fatal(err)
-			}
+			path := labtest.AddNetns(t, l, fmt.Sprintf("ck%d", k))
 			killedNS = append(killedNS, path)
 			// From before the first plugin starts to after the last one is done.
 			actx, cancel := context.WithTimeout(ctx, one*time.Duration(k)*5/time.Duration(4*kills))
-			if _, err := l.CNIAdd(actx, n1, fmt.Sprintf("killed-%d", k), path); err != nil {
+			if _, err := labtest.CNIAdd(actx, l, n1, fmt.Sprintf("killed-%d", k), path); err != nil {
 				killed++
 			}
 			cancel()
@@ -155,7 +145,7 @@ func cniChurn(t *testing.T, cycles, kills int) {
 		if killed == 0 {
 			t.Fatalf("no ADD was killed")
 		}
-		if err := l.CNIGC(ctx, n1, []string{pods[0].Name}); err != nil {
+		if err := labtest.CNIGC(ctx, l, n1, []string{pods[0].Name}); err != nil {
 			t.Fatal(err)
 		}
 		if after := cniState(t, l, n1); after != before {
@@ -169,7 +159,7 @@ func cniChurn(t *testing.T, cycles, kills int) {
 	})
 
 	time.Sleep(time.Second)
-	checkTraffic(t, tr, pairs[0].name, pairs[1].name, pairs[2].name)
+	e2etest.CheckTraffic(t, tr, e2etest.Names(pairs)...)
 }
 
 // pingSoon pings dst from a sandbox, a few times within two seconds.
@@ -224,7 +214,7 @@ func cniState(t *testing.T, l *lab.Lab, n *lab.Node) string {
 		}
 	}
 	var out []byte
-	err = mustNS(t, l, n.Netns).Do(func(ns.NetNS) error {
+	err = e2etest.NS(t, l, n.Netns).Do(func(ns.NetNS) error {
 		var err error
 		out, err = exec.Command("iptables-save").Output()
 		return err
@@ -249,12 +239,7 @@ func sandboxLinks(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	h, err := netlink.NewHandleAt(netns.NsHandle(n.Fd()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	links, err := h.LinkList()
+	links, err := e2etest.Handle(t, n).LinkList()
 	if err != nil {
 		t.Fatal(err)
 	}
