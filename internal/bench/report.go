@@ -24,63 +24,14 @@ func WriteTable(w io.Writer, res *Results) {
 	fmt.Fprintf(w, "weft bench — %d CPUs (%s), kernel %s, %s, load %s → %s, %ss\n",
 		m.NProc, m.CPU, m.Kernel, m.Go, m.LoadStart, m.LoadEnd, f(m.Seconds, 0))
 	if t := res.Throughput; t != nil {
-		fmt.Fprintf(w, "\nTCP throughput, Gbit/s: iperf3, one stream, median of %d interleaved runs of %ss\n", t.Runs, f(t.Seconds, 0))
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "variant\tpath\tmedian\tbest\truns")
-		for _, s := range t.Sets {
-			for _, p := range s.Paths {
-				var runs []string
-				for _, g := range p.SamplesGbps {
-					runs = append(runs, f(g, 2))
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Variant, p.Name, f(p.MedianGbps, 2), f(p.BestGbps, 2), strings.Join(runs, " "))
-			}
-		}
-		tw.Flush()
-		fmt.Fprintln(w)
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "variant\tratio\tof medians\tmedian of per-round\tof best runs")
-		for _, s := range t.Sets {
-			for _, k := range slices.Sorted(maps.Keys(s.Ratios)) {
-				r := s.Ratios[k]
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Variant, k, f(r.OfMedians, 3), f(r.MedianPerRound, 3), f(r.OfBest, 3))
-			}
-		}
-		tw.Flush()
+		writeThroughput(w, t)
 	}
 	if c := res.CNI; c != nil {
 		fmt.Fprintf(w, "\nCNI through libcni (weft + portmap), ms over %d ops: ADD p50 %s p99 %s max %s; DEL p50 %s p99 %s max %s\n",
 			c.Add.Count, f(c.Add.P50, 1), f(c.Add.P99, 1), f(c.Add.Max, 1), f(c.Del.P50, 1), f(c.Del.P99, 1), f(c.Del.Max, 1))
 	}
 	if len(res.Mesh) > 0 || len(res.Joins) > 0 {
-		fmt.Fprintln(w, "\nConvergence, ms (routes seen through netlink notifications)")
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "nodes\tcold start → full mesh (median; runs)\tjoins\tlease → routed p50/p99/max\tweftd start → routed p50/p99/max")
-		for _, n := range meshSizes(res) {
-			mesh, joins := "-", "-"
-			lease, start := "-", "-"
-			for _, m := range res.Mesh {
-				if m.Nodes == n {
-					var runs []string
-					for _, x := range m.RunsMs {
-						runs = append(runs, f(x, 0))
-					}
-					mesh = fmt.Sprintf("%s (%s)", f(m.MedianMs, 0), strings.Join(runs, " "))
-				}
-			}
-			for _, j := range res.Joins {
-				if j.Nodes == n {
-					joins = fmt.Sprint(j.LeaseToRouted.Count)
-					if j.Incomplete > 0 {
-						joins += fmt.Sprintf(" (%d incomplete)", j.Incomplete)
-					}
-					lease = fmt.Sprintf("%s / %s / %s", f(j.LeaseToRouted.P50, 0), f(j.LeaseToRouted.P99, 0), f(j.LeaseToRouted.Max, 0))
-					start = fmt.Sprintf("%s / %s / %s", f(j.StartToRouted.P50, 0), f(j.StartToRouted.P99, 0), f(j.StartToRouted.Max, 0))
-				}
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", n, mesh, joins, lease, start)
-		}
-		tw.Flush()
+		writeConvergence(w, res)
 	}
 	if len(res.Resources) > 0 {
 		fmt.Fprintln(w, "\nweftd footprint per node (median / max across nodes)")
@@ -106,6 +57,65 @@ func WriteTable(w io.Writer, res *Results) {
 	for _, e := range res.Errors {
 		fmt.Fprintf(w, "ERROR %s\n", e)
 	}
+}
+
+// writeThroughput writes the throughput tables: every path's runs, then the ratios.
+func writeThroughput(w io.Writer, t *Throughput) {
+	fmt.Fprintf(w, "\nTCP throughput, Gbit/s: iperf3, one stream, median of %d interleaved runs of %ss\n", t.Runs, f(t.Seconds, 0))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "variant\tpath\tmedian\tbest\truns")
+	for _, s := range t.Sets {
+		for _, p := range s.Paths {
+			var runs []string
+			for _, g := range p.SamplesGbps {
+				runs = append(runs, f(g, 2))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Variant, p.Name, f(p.MedianGbps, 2), f(p.BestGbps, 2), strings.Join(runs, " "))
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "variant\tratio\tof medians\tmedian of per-round\tof best runs")
+	for _, s := range t.Sets {
+		for _, k := range slices.Sorted(maps.Keys(s.Ratios)) {
+			r := s.Ratios[k]
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Variant, k, f(r.OfMedians, 3), f(r.MedianPerRound, 3), f(r.OfBest, 3))
+		}
+	}
+	tw.Flush()
+}
+
+// writeConvergence writes the convergence table: per fabric size, the cold start and the joins.
+func writeConvergence(w io.Writer, res *Results) {
+	fmt.Fprintln(w, "\nConvergence, ms (routes seen through netlink notifications)")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "nodes\tcold start → full mesh (median; runs)\tjoins\tlease → routed p50/p99/max\tweftd start → routed p50/p99/max")
+	for _, n := range meshSizes(res) {
+		mesh, joins := "-", "-"
+		lease, start := "-", "-"
+		for _, m := range res.Mesh {
+			if m.Nodes == n {
+				var runs []string
+				for _, x := range m.RunsMs {
+					runs = append(runs, f(x, 0))
+				}
+				mesh = fmt.Sprintf("%s (%s)", f(m.MedianMs, 0), strings.Join(runs, " "))
+			}
+		}
+		for _, j := range res.Joins {
+			if j.Nodes == n {
+				joins = fmt.Sprint(j.LeaseToRouted.Count)
+				if j.Incomplete > 0 {
+					joins += fmt.Sprintf(" (%d incomplete)", j.Incomplete)
+				}
+				lease = fmt.Sprintf("%s / %s / %s", f(j.LeaseToRouted.P50, 0), f(j.LeaseToRouted.P99, 0), f(j.LeaseToRouted.Max, 0))
+				start = fmt.Sprintf("%s / %s / %s", f(j.StartToRouted.P50, 0), f(j.StartToRouted.P99, 0), f(j.StartToRouted.Max, 0))
+			}
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", n, mesh, joins, lease, start)
+	}
+	tw.Flush()
 }
 
 func goHeap(r ResourceResult) string {

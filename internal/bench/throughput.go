@@ -45,8 +45,55 @@ func (r *runner) throughput(ctx context.Context) (*Throughput, error) {
 	if err != nil {
 		return nil, err
 	}
+	tb, err := r.throughputBench(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	out := &Throughput{Runs: r.cfg.Runs, Seconds: Num(r.cfg.IperfTime.Seconds())}
+	if out.Offloads, err = offloads(tb.nss[1], tb.nss[3]); err != nil {
+		r.log.Warn("reading offload features", "err", err)
+	}
+	set, err := r.measure(ctx, "default", "weft's defaults: underlay MTU 1500 (overlay 1450), veth GRO off, the kernel's default offloads", tb.paths)
+	out.Sets = append(out.Sets, set)
+	if err != nil {
+		return out, err
+	}
+	for _, v := range allVariants {
+		if !slices.Contains(r.cfg.Variants, v) {
+			continue
+		}
+		desc, paths, err := r.variant(ctx, v, f, tb)
+		if err == nil {
+			for _, restore := range []func() error{tb.gro(false), tb.noTrack(false)} {
+				err = errors.Join(err, restore())
+			}
+		}
+		if err != nil {
+			return out, fmt.Errorf("variant %s: %w", v, err)
+		}
+		set, err := r.measure(ctx, v, desc, paths)
+		out.Sets = append(out.Sets, set)
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// throughputBench is what the throughput section measures with: weft's pods and the hand-built
+// path, their namespaces (ul, node1, node2, pod n1p1, pod n1p2, pod n2p1) and the default paths.
+type throughputBench struct {
+	f     *fabric
+	hp    *handPath
+	nss   []ns.NetNS
+	paths []path
+}
+
+// throughputBench attaches the pods, builds the hand-built path and starts the iperf3 servers.
+func (r *runner) throughputBench(ctx context.Context, f *fabric) (*throughputBench, error) {
 	l, n1, n2 := f.lab, f.nodes[0], f.nodes[1]
 	var pods [3]*lab.Pod
+	var err error
 	for i, node := range []*lab.Node{n1, n1, n2} {
 		if pods[i], err = addPod(ctx, l, node); err != nil {
 			return nil, err
@@ -56,7 +103,6 @@ func (r *runner) throughput(ctx context.Context) (*Throughput, error) {
 	if err != nil {
 		return nil, err
 	}
-	// ul, node1, node2, pod n1p1, pod n1p2, pod n2p1
 	nss, err := openAll(l, l.UnderlayNetns(), n1.Netns, n2.Netns, pods[0].Netns, pods[1].Netns, pods[2].Netns)
 	if err != nil {
 		return nil, err
@@ -77,74 +123,57 @@ func (r *runner) throughput(ctx context.Context) (*Throughput, error) {
 			return nil, err
 		}
 	}
-	paths := []path{
+	return &throughputBench{f: f, hp: hp, nss: nss, paths: []path{
 		{name: PathUnderlay, desc: "node → node over the underlay bridge (weft's node namespaces)", from: nss[1], to: n2.IP},
 		{name: PathHandBuilt, desc: "pod → pod across nodes through a hand-built VXLAN + bridge + veth path, no weft", from: hp.ns[hp.pods[0]], to: hp.podIP[1]},
 		{name: PathWeft, desc: "pod → pod across nodes through weft", from: nss[3], to: pods[2].IP},
 		{name: PathSameNode, desc: "pod → pod on one node through weft's bridge", from: nss[3], to: pods[1].IP},
 		{name: PathHandUnderlay, desc: "node → node over the hand-built path's underlay", from: hp.ns[hp.nodes[0]], to: hp.nodeIP[1]},
-	}
-	out := &Throughput{Runs: r.cfg.Runs, Seconds: Num(r.cfg.IperfTime.Seconds())}
-	if out.Offloads, err = offloads(nss[1], nss[3]); err != nil {
-		r.log.Warn("reading offload features", "err", err)
-	}
-	set, err := r.measure(ctx, "default", "weft's defaults: underlay MTU 1500 (overlay 1450), veth GRO off, the kernel's default offloads", paths)
-	out.Sets = append(out.Sets, set)
-	if err != nil {
-		return out, err
-	}
-	cross, handUnderlay := paths[:3], paths[4]
-	all := append(nss, hp.namespaces()...)
-	gro := func(on bool) func() error {
-		return func() error {
-			for _, n := range all {
-				if err := setGRO(n, on); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-	}
-	noTrackOn := func(on bool) func() error { return func() error { return noTrack(f, on) } }
-	for _, v := range allVariants {
-		if !slices.Contains(r.cfg.Variants, v) {
-			continue
-		}
-		var desc string
-		var paths []path
-		switch v {
-		case VariantGRO:
-			desc = "GRO on every veth (ethtool -K <veth> gro on) against off, switched before each run; MTU 1500"
-			paths = toggled(cross, suffixGRO, gro(false), gro(true))
-		case VariantNoTrack:
-			desc = "weft as shipped against weft whose nodes exempt pod↔pod and VXLAN packets from conntrack (raw-table NOTRACK rules), switched before each run; GRO off, MTU 1500"
-			paths = append(slices.Clone(cross[:2]), toggled(cross[2:], suffixNoTrack, noTrackOn(false), noTrackOn(true))...)
-		case VariantMTU9000:
-			desc = "underlays at MTU 9000 (overlay 8950; weft's nodes restarted, new pods attached) against the hand-built path at 1500, switched before each run; GRO off"
-			var jumbo []path
-			if jumbo, err = r.jumbo(ctx, f, hp, cross); err != nil {
-				return out, fmt.Errorf("variant %s: %w", v, err)
-			}
-			at := func(mtu int) func() error { return func() error { return hp.setMTU(mtu) } }
-			hu, hb := handUnderlay, jumbo[1]
-			hu.setup, hb.setup = at(9000), at(9000)
-			hu15, hb15 := hu, hb
-			hu15.name, hu15.desc, hu15.setup = hu.name+suffix1500, hu.desc+" at MTU 1500", at(1500)
-			hb15.name, hb15.desc, hb15.setup = hb.name+suffix1500, hb.desc+" at MTU 1500", at(1500)
-			paths = []path{hu, hb, jumbo[2], hu15, hb15}
-		}
-		for _, restore := range []func() error{gro(false), noTrackOn(false)} {
-			if err := restore(); err != nil {
-				return out, fmt.Errorf("variant %s: %w", v, err)
+	}}, nil
+}
+
+// gro returns the switch of GRO on every veth of both fabrics.
+func (tb *throughputBench) gro(on bool) func() error {
+	return func() error {
+		for _, n := range append(slices.Clone(tb.nss), tb.hp.namespaces()...) {
+			if err := setGRO(n, on); err != nil {
+				return err
 			}
 		}
-		set, err := r.measure(ctx, v, desc, paths)
-		out.Sets = append(out.Sets, set)
+		return nil
+	}
+}
+
+// noTrack returns the switch of the conntrack exemption on weft's nodes.
+func (tb *throughputBench) noTrack(on bool) func() error {
+	return func() error { return noTrack(tb.f, on) }
+}
+
+// variant returns the description and paths of variant v.
+func (r *runner) variant(ctx context.Context, v string, f *fabric, tb *throughputBench) (string, []path, error) {
+	cross, handUnderlay := tb.paths[:3], tb.paths[4]
+	switch v {
+	case VariantGRO:
+		return "GRO on every veth (ethtool -K <veth> gro on) against off, switched before each run; MTU 1500",
+			toggled(cross, suffixGRO, tb.gro(false), tb.gro(true)), nil
+	case VariantNoTrack:
+		return "weft as shipped against weft whose nodes exempt pod↔pod and VXLAN packets from conntrack (raw-table NOTRACK rules), switched before each run; GRO off, MTU 1500",
+			append(slices.Clone(cross[:2]), toggled(cross[2:], suffixNoTrack, tb.noTrack(false), tb.noTrack(true))...), nil
+	case VariantMTU9000:
+		jumbo, err := r.jumbo(ctx, f, tb.hp, cross)
 		if err != nil {
-			return out, err
+			return "", nil, err
 		}
+		at := func(mtu int) func() error { return func() error { return tb.hp.setMTU(mtu) } }
+		hu, hb := handUnderlay, jumbo[1]
+		hu.setup, hb.setup = at(9000), at(9000)
+		hu15, hb15 := hu, hb
+		hu15.name, hu15.desc, hu15.setup = hu.name+suffix1500, hu.desc+" at MTU 1500", at(1500)
+		hb15.name, hb15.desc, hb15.setup = hb.name+suffix1500, hb.desc+" at MTU 1500", at(1500)
+		return "underlays at MTU 9000 (overlay 8950; weft's nodes restarted, new pods attached) against the hand-built path at 1500, switched before each run; GRO off",
+			[]path{hu, hb, jumbo[2], hu15, hb15}, nil
 	}
-	return out, nil
+	return "", nil, fmt.Errorf("unknown variant %q", v)
 }
 
 // Suffixes of the paths measured in a variant's other state.

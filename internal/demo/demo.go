@@ -330,7 +330,7 @@ func runDemoEtcd(ctx context.Context, env *Env, args []string) error {
 	fs.SetOutput(env.Stderr)
 	listen := fs.String("listen", "", "client listen address ip:port")
 	dataDir := fs.String("data-dir", "", "etcd data directory")
-	prefix := fs.String("prefix", "/weft/network", "etcd prefix of the network config")
+	prefix := fs.String("prefix", weftetcd.DefaultPrefix, "etcd prefix of the network config")
 	netConf := fs.String("network-config", "", "network config JSON put at <prefix>/config")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)

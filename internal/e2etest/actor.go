@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -60,17 +61,6 @@ func RunGossipActor(raw string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	logger := slog.New(slog.DiscardHandler)
-	newMember := func(name string, port int, keyFile string, meta *gossip.Meta) (*gossip.Member, error) {
-		cfg := gossip.DefaultConfig()
-		cfg.NodeName, cfg.BindAddr, cfg.BindPort, cfg.KeyFile, cfg.Label = name, spec.BindIP, port, keyFile, "weft"
-		cfg.Join, cfg.Logger = spec.Join, logger
-		m, err := gossip.NewMember(cfg, nil)
-		if err == nil && meta != nil {
-			err = m.SetMeta(*meta)
-		}
-		return m, err
-	}
 	var wg sync.WaitGroup
 	var members []*gossip.Member
 	for _, am := range spec.Members {
@@ -78,7 +68,7 @@ func RunGossipActor(raw string) int {
 		if keyFile == "" {
 			keyFile = spec.KeyFile
 		}
-		m, err := newMember(am.Name, am.Port, keyFile, am.Meta)
+		m, err := spec.member(am.Name, am.Port, keyFile, am.Meta)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "actor:", err)
 			return 1
@@ -90,35 +80,9 @@ func RunGossipActor(raw string) int {
 			}
 		})
 	}
-	var cycles sync.Mutex
-	churned := 0
+	var churned atomic.Int64
 	for i := range spec.Churn {
-		wg.Go(func() {
-			for gen := 0; ctx.Err() == nil; gen++ {
-				var meta *gossip.Meta
-				name := fmt.Sprintf("churn-%d-%d", i, gen)
-				if i%2 == 0 {
-					meta = &gossip.Meta{
-						NodeName: name, Subnet: netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", 200+i)),
-						PublicIP: spec.BindIP, VtepMAC: []byte{2, 0xcc, 0, 0, byte(i), byte(gen)}, VNI: 1, AttrVersion: 1,
-					}
-				}
-				m, err := newMember(name, spec.ChurnPort+i, spec.KeyFile, meta)
-				if err != nil {
-					fmt.Fprintln(os.Stderr, "actor:", err)
-					return
-				}
-				life, cancel := context.WithTimeout(ctx, time.Duration(200+rand.IntN(1000))*time.Millisecond)
-				err = m.Run(life)
-				cancel()
-				if err != nil {
-					fmt.Fprintln(os.Stderr, "actor:", name, err)
-				}
-				cycles.Lock()
-				churned++
-				cycles.Unlock()
-			}
-		})
+		wg.Go(func() { spec.churn(ctx, i, &churned) })
 	}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -131,12 +95,49 @@ func RunGossipActor(raw string) int {
 			s := m.Stats()
 			fmt.Printf("stats %s members=%d joinFailures=%d\n", spec.Members[i].Name, s.Members, s.JoinFailures)
 		}
-		cycles.Lock()
-		fmt.Printf("churn cycles=%d\n", churned)
-		cycles.Unlock()
+		fmt.Printf("churn cycles=%d\n", churned.Load())
 	}
 	wg.Wait()
 	return 0
+}
+
+// member builds one of the actor's gossip members.
+func (spec *ActorSpec) member(name string, port int, keyFile string, meta *gossip.Meta) (*gossip.Member, error) {
+	cfg := gossip.DefaultConfig()
+	cfg.NodeName, cfg.BindAddr, cfg.BindPort, cfg.KeyFile, cfg.Label = name, spec.BindIP, port, keyFile, "weft"
+	cfg.Join, cfg.Logger = spec.Join, slog.New(slog.DiscardHandler)
+	m, err := gossip.NewMember(cfg, nil)
+	if err == nil && meta != nil {
+		err = m.SetMeta(*meta)
+	}
+	return m, err
+}
+
+// churn runs churner i until ctx ends: a member that joins, lives 0.2 to 1.2 s and leaves, again
+// and again under a new name, half of them with a meta claiming a subnet.
+func (spec *ActorSpec) churn(ctx context.Context, i int, cycles *atomic.Int64) {
+	for gen := 0; ctx.Err() == nil; gen++ {
+		var meta *gossip.Meta
+		name := fmt.Sprintf("churn-%d-%d", i, gen)
+		if i%2 == 0 {
+			meta = &gossip.Meta{
+				NodeName: name, Subnet: netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", 200+i)),
+				PublicIP: spec.BindIP, VtepMAC: []byte{2, 0xcc, 0, 0, byte(i), byte(gen)}, VNI: 1, AttrVersion: 1,
+			}
+		}
+		m, err := spec.member(name, spec.ChurnPort+i, spec.KeyFile, meta)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "actor:", err)
+			return
+		}
+		life, cancel := context.WithTimeout(ctx, time.Duration(200+rand.IntN(1000))*time.Millisecond)
+		err = m.Run(life)
+		cancel()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "actor:", name, err)
+		}
+		cycles.Add(1)
+	}
 }
 
 // Actor is a running gossip actor process.

@@ -256,14 +256,18 @@ func (l *Lab) Down() error {
 	return errors.Join(errs...)
 }
 
-// ours reports whether pid is a process the lab started: weftd or `weft-demo etcd`, with the
-// lab's dir on its command line.
+// ours reports whether pid is a process the lab started (see labProcess).
 func ours(pid int, dir string) bool {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil || len(raw) == 0 {
 		return false
 	}
-	args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+	return labProcess(strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00"), dir)
+}
+
+// labProcess reports whether a process's command line is one the lab starts: weftd or
+// `weft-demo etcd`, with the lab's dir on it.
+func labProcess(args []string, dir string) bool {
 	switch filepath.Base(args[0]) {
 	case "weftd":
 	case "weft-demo":

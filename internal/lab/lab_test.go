@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -86,6 +85,12 @@ func TestLab(t *testing.T) {
 		pods = append(pods, p)
 	}
 	checkLabUp(t, l, nodes, pods)
+	if err := l.DelPod(ctx, pods[1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(nsutil.Path(pods[1].Netns)); !errors.Is(err, os.ErrNotExist) || len(l.State().Pods) != 1 {
+		t.Errorf("after DelPod: namespace %s (%v), %d pods recorded", pods[1].Netns, err, len(l.State().Pods))
+	}
 	st := l.State()
 	if err := l.Down(); err != nil {
 		t.Fatal(err)
@@ -184,38 +189,27 @@ func TestLoadTakesOnlyALabsRecord(t *testing.T) {
 	}
 }
 
-// TestOurs: a process is the lab's only when it runs weftd or `weft-demo etcd` with the lab's
-// directory on its command line.
-func TestOurs(t *testing.T) {
-	dir := t.TempDir()
+// TestLabProcess: a process is the lab's only when it runs weftd or `weft-demo etcd` with the
+// lab's directory on its command line.
+func TestLabProcess(t *testing.T) {
+	dir := "/run/weft-demo"
 	for _, tt := range []struct {
-		name string
 		args []string
 		want bool
 	}{
-		{"weftd", []string{"-state-dir", dir + "/node1/state"}, true},
-		{"weftd", []string{"-state-dir", "/var/lib/weft"}, false},
-		{"weft-demo", []string{"etcd", "-data-dir", dir + "/etcd"}, true},
-		{"weft-demo", []string{"up", "-dir", dir}, false},
-		{"sleeper", []string{dir}, false},
+		{[]string{"/opt/bin/weftd", "-state-dir", dir + "/node1/state"}, true},
+		{[]string{"weftd", "-state-dir", "/var/lib/weft"}, false},
+		{[]string{"weftd", "-state-dir", dir + "-other/node1"}, false},
+		{[]string{"bin/weft-demo", "etcd", "-data-dir", dir + "/etcd"}, true},
+		{[]string{"weft-demo", "up", "-dir", dir}, false},
+		{[]string{"sleep", dir}, false},
 	} {
-		t.Run(fmt.Sprint(tt.name, tt.args), func(t *testing.T) {
-			exe := filepath.Join(t.TempDir(), tt.name)
-			if err := os.Symlink("/bin/sleep", exe); err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command(exe, append([]string{"60"}, tt.args...)...)
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-			if got := ours(cmd.Process.Pid, dir); got != tt.want {
-				t.Errorf("ours = %t, want %t", got, tt.want)
-			}
-		})
+		if got := labProcess(tt.args, dir); got != tt.want {
+			t.Errorf("labProcess(%q) = %t, want %t", tt.args, got, tt.want)
+		}
 	}
-	if ours(os.Getpid(), dir) {
-		t.Error("the test itself counts as the lab's")
+	if ours(os.Getpid(), dir) || ours(0, dir) {
+		t.Error("the test itself, or no process, counts as the lab's")
 	}
 }
 

@@ -7,12 +7,15 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/weft-net/weft/internal/nsutil"
 )
 
 // writeConflist writes node's conflist: the shipped template with the weft plugin pointed at the
@@ -118,4 +121,45 @@ func (l *Lab) AddPod(ctx context.Context, node *Node, ports ...PortMapping) (*Po
 	err = l.save()
 	l.mu.Unlock()
 	return pod, err
+}
+
+// DelPod detaches a pod through the node's conflist, as a runtime does, and removes its namespace
+// and its record.
+func (l *Lab) DelPod(ctx context.Context, pod *Pod) error {
+	var node *Node
+	l.mu.Lock()
+	for _, n := range l.st.Nodes {
+		if n.Name == pod.Node {
+			node = n
+		}
+	}
+	l.mu.Unlock()
+	if node == nil {
+		return fmt.Errorf("pod %s: node %s unknown", pod.Name, pod.Node)
+	}
+	nodeNS, err := l.netns(node.Netns)
+	if err != nil {
+		return err
+	}
+	cfg, list, err := l.cni(node)
+	if err != nil {
+		return err
+	}
+	if err := nodeNS.Do(func(ns.NetNS) error {
+		return cfg.DelNetworkList(ctx, list, l.runtimeConf(pod, nil))
+	}); err != nil {
+		return fmt.Errorf("CNI DEL %s: %w", pod.Name, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n, ok := l.ns[pod.Netns]; ok {
+		n.Close()
+		delete(l.ns, pod.Netns)
+	}
+	if err := nsutil.Remove(nsutil.Path(pod.Netns)); err != nil {
+		return err
+	}
+	l.st.Netns = slices.DeleteFunc(l.st.Netns, func(n string) bool { return n == pod.Netns })
+	l.st.Pods = slices.DeleteFunc(l.st.Pods, func(p *Pod) bool { return p.Name == pod.Name })
+	return l.save()
 }

@@ -302,7 +302,7 @@ func (l *Lab) StartWeftd(node *Node) error {
 		"-probe-interval", "1s",
 	}, node.Extra...)
 	cmd := exec.Command(filepath.Join(l.st.BinDir, "weftd"), args...)
-	return l.startProc(n, "weftd/"+node.Name, cmd, filepath.Join(node.Dir, "weftd.log"))
+	return l.startProc(n, WeftdProc(node), cmd, filepath.Join(node.Dir, "weftd.log"))
 }
 
 // gossipKey returns the lab's gossip key file, creating it with a random AES-256 key the first time.
@@ -324,8 +324,8 @@ func (l *Lab) gossipKey() (string, error) {
 // StopWeftd stops node's weftd with sig (SIGTERM or SIGKILL) and waits for it to be gone.
 func (l *Lab) StopWeftd(node *Node, sig syscall.Signal) error {
 	l.mu.Lock()
-	pid := l.st.Procs["weftd/"+node.Name]
-	delete(l.st.Procs, "weftd/"+node.Name)
+	pid := l.st.Procs[WeftdProc(node)]
+	delete(l.st.Procs, WeftdProc(node))
 	err := l.save()
 	l.mu.Unlock()
 	if err != nil || pid == 0 {
