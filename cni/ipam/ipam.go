@@ -30,10 +30,13 @@ var (
 const (
 	lockFile = "lock"
 	lastFile = "last_reserved_ip"
-	// attachLocks is the directory of the attachment locks; attachStripes how many there are.
-	attachLocks   = "attachment-locks"
+	// attachStripes is how many attachment locks there are.
 	attachStripes = 64
 )
+
+// AttachmentLocks is the store's directory of attachment locks (see LockContainer): a fixed set of
+// files that stays, whatever pods come and go.
+const AttachmentLocks = "attachment-locks"
 
 // Attachment identifies the owner of an address: a container's interface.
 type Attachment struct {
@@ -73,7 +76,7 @@ func Open(dir string) (*Store, error) {
 // Containers share one of a fixed number of lock files, chosen by a hash of the ID, so lock files
 // never need deleting: two containers that share one merely take turns.
 func LockContainer(dir, containerID string) (*os.File, error) {
-	locks := filepath.Join(dir, attachLocks)
+	locks := filepath.Join(dir, AttachmentLocks)
 	if err := os.MkdirAll(locks, 0o700); err != nil {
 		return nil, fmt.Errorf("ipam: %w", err)
 	}

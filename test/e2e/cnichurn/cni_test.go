@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-net/weft/cni/ipam"
+
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
@@ -176,7 +178,8 @@ func pingSoon(sandbox ns.NetNS, dst *lab.Pod, seq int) error {
 var counters = regexp.MustCompile(`\[\d+:\d+\]`)
 
 // cniState renders what node1 holds for pods: its veths (with their bridge), the IPAM store's
-// files (last_reserved_ip aside, it only moves on), libcni's cache files and every iptables rule.
+// files (last_reserved_ip and the attachment locks aside, one only moves on and the other is a
+// fixed set), libcni's cache files and every iptables rule.
 func cniState(t *testing.T, l *lab.Lab, n *lab.Node) string {
 	t.Helper()
 	var lines []string
@@ -202,6 +205,9 @@ func cniState(t *testing.T, l *lab.Lab, n *lab.Node) string {
 	for _, dir := range []string{"ipam", "cni-cache"} {
 		root := filepath.Join(n.Dir, dir)
 		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() && d.Name() == ipam.AttachmentLocks {
+				return fs.SkipDir
+			}
 			if err != nil || d.IsDir() || d.Name() == "last_reserved_ip" {
 				return err
 			}
