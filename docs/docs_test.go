@@ -1,7 +1,7 @@
 // Package docs_test keeps the documentation true to the code: the weftd flag table in
 // configuration.md is generated from weftd's flag set, the field tables of the network config and
-// the CNI plugin go through the parsers that read those fields, and every relative link and anchor
-// resolves. (The metrics table is checked in package daemon, against weftd's own registry.)
+// the CNI plugin go through the parsers that read those fields, every relative link and anchor
+// resolves, and architecture.md's package table covers the tree. (The metrics table is checked in package daemon, against weftd's own registry.)
 package docs_test
 
 import (
@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -284,6 +285,61 @@ func TestLinks(t *testing.T) {
 					t.Errorf("%s:%d: link to %s: %s has no heading with anchor #%s", f, n+1, target, path, anchor)
 				}
 			}
+		}
+	}
+}
+
+// TestArchitecturePackages: architecture.md's package table names every package of the tree (a
+// row may name several, with a glob such as `internal/*test`, or a subtree with "and below"), and
+// every package it names exists.
+func TestArchitecturePackages(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.Dir}}", "github.com/weft-net/weft/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pkgs []string
+	for _, dir := range strings.Fields(string(out)) {
+		rel, _ := filepath.Rel(root, dir)
+		if !strings.HasPrefix(rel, "cmd/") && rel != "docs" && rel != "etc" {
+			pkgs = append(pkgs, filepath.ToSlash(rel))
+		}
+	}
+	doc := readFile(t, "architecture.md")
+	table := doc[strings.Index(doc, "| Package | Job |"):]
+	table = table[:strings.Index(table, "\n\n")]
+	var patterns []string
+	for _, row := range strings.Split(table, "\n")[2:] {
+		cell := strings.Split(row, "|")[1]
+		below := strings.Contains(cell, "and below")
+		for _, name := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(cell, -1) {
+			p := name[1]
+			if below {
+				p += "/..."
+			}
+			patterns = append(patterns, p)
+		}
+	}
+	matched := map[string]bool{}
+	for _, pkg := range pkgs {
+		found := false
+		for _, p := range patterns {
+			sub, isTree := strings.CutSuffix(p, "/...")
+			ok, _ := filepath.Match(p, pkg)
+			if ok || (isTree && (pkg == sub || strings.HasPrefix(pkg, sub+"/"))) {
+				found, matched[p] = true, true
+			}
+		}
+		if !found {
+			t.Errorf("package %s is missing from architecture.md's package table", pkg)
+		}
+	}
+	for _, p := range patterns {
+		if !matched[p] {
+			t.Errorf("architecture.md's package table names %s, which matches no package", p)
 		}
 	}
 }
