@@ -1,7 +1,8 @@
 // Package docs_test keeps the documentation true to the code: the weftd flag table in
 // configuration.md is generated from weftd's flag set, the field tables of the network config and
 // the CNI plugin go through the parsers that read those fields, every relative link and anchor
-// resolves, and architecture.md's package table covers the tree. (The metrics table is checked in package daemon, against weftd's own registry.)
+// resolves, and architecture.md's package table covers the tree. (The metrics table is checked in
+// package daemon, against weftd's own registry.)
 package docs_test
 
 import (
