@@ -89,6 +89,15 @@ func lockContainer(c *Config, containerID string) (*os.File, error) {
 	return ipam.LockContainer(storeDir(c), containerID)
 }
 
+// hostHandle opens a netlink handle in the plugin's own (the host's) namespace.
+func hostHandle() (netlinksafe.Handle, error) {
+	h, err := netlinksafe.NewHandle(syscall.NETLINK_ROUTE)
+	if err != nil {
+		return netlinksafe.Handle{}, fmt.Errorf("netlink: %w", err)
+	}
+	return h, nil
+}
+
 // badNetNS is the error of a CNI_NETNS the plugin cannot use: code 4, as a necessary environment
 // variable with an invalid value.
 func badNetNS(path, why string) *types.Error {
@@ -158,9 +167,9 @@ func Add(args *skel.CmdArgs) (err error) {
 		return err
 	}
 	defer lock.Close()
-	host, err := netlinksafe.NewHandle(syscall.NETLINK_ROUTE)
+	host, err := hostHandle()
 	if err != nil {
-		return fmt.Errorf("netlink: %w", err)
+		return err
 	}
 	defer host.Close()
 
@@ -249,9 +258,9 @@ func Del(args *skel.CmdArgs) error {
 		return err
 	}
 	defer lock.Close()
-	host, err := netlinksafe.NewHandle(syscall.NETLINK_ROUTE)
+	host, err := hostHandle()
 	if err != nil {
-		return fmt.Errorf("netlink: %w", err)
+		return err
 	}
 	defer host.Close()
 	if err := deleteLink(host, HostVethName(args.ContainerID, args.IfName)); err != nil {
@@ -291,9 +300,9 @@ func Check(args *skel.CmdArgs) error {
 		return fmt.Errorf("%w: prevResult has %s but %s is allocated", ErrCheck, podIP.Addr(), recorded)
 	}
 
-	host, err := netlinksafe.NewHandle(syscall.NETLINK_ROUTE)
+	host, err := hostHandle()
 	if err != nil {
-		return fmt.Errorf("netlink: %w", err)
+		return err
 	}
 	defer host.Close()
 	podNS, pod, err := openPodNS(args.Netns)
@@ -412,9 +421,9 @@ func GC(args *skel.CmdArgs) error {
 		valid[ipam.Attachment{ContainerID: a.ContainerID, IfName: a.IfName}] = true
 		validVeths[HostVethName(a.ContainerID, a.IfName)] = true
 	}
-	host, err := netlinksafe.NewHandle(syscall.NETLINK_ROUTE)
+	host, err := hostHandle()
 	if err != nil {
-		return fmt.Errorf("netlink: %w", err)
+		return err
 	}
 	defer host.Close()
 	store, err := openStore(c)

@@ -101,7 +101,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (*C
 	bad := func(flagName, val, why string) error {
 		return fmt.Errorf("%w: -%s=%q: %s", ErrUsage, flagName, val, why)
 	}
-	c.Join = splitList(join)
+	c.Join = flagenv.SplitList(join)
 	if publicIP != "" {
 		a, err := netip.ParseAddr(publicIP)
 		if err != nil || !a.Is4() {
@@ -181,14 +181,4 @@ func (c *Config) Logger(w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }

@@ -198,7 +198,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (*C
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
 	}
-	c.Sections, c.Variants, c.WeftdFlags = splitList(sections), splitList(variants), strings.Fields(weftd)
+	c.Sections, c.Variants, c.WeftdFlags = flagenv.SplitList(sections), flagenv.SplitList(variants), strings.Fields(weftd)
 	var err error
 	if c.MeshNodes, err = parseInts("mesh-nodes", meshNodes); err != nil {
 		return nil, err
@@ -218,19 +218,9 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (*C
 	return &c, nil
 }
 
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
 func parseInts(flagName, s string) ([]int, error) {
 	var out []int
-	for _, f := range splitList(s) {
+	for _, f := range flagenv.SplitList(s) {
 		n, err := strconv.Atoi(f)
 		if err != nil {
 			return nil, fmt.Errorf("%w: -%s=%q: %q is not a number", ErrUsage, flagName, s, f)
@@ -242,7 +232,7 @@ func parseInts(flagName, s string) ([]int, error) {
 
 func parseJoins(s string) (map[int]int, error) {
 	out := map[int]int{}
-	for _, f := range splitList(s) {
+	for _, f := range flagenv.SplitList(s) {
 		size, count, ok := strings.Cut(f, ":")
 		n, err1 := strconv.Atoi(size)
 		j, err2 := strconv.Atoi(count)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-net/weft/internal/nsutil"
@@ -65,7 +64,7 @@ func buildHandPath(reg *registry, prefix string) (*handPath, error) {
 }
 
 func (hp *handPath) build() error {
-	err := inNS(hp.ns[hp.ul], func(h *netlink.Handle) error {
+	err := nsutil.WithHandle(hp.ns[hp.ul], func(h *netlink.Handle) error {
 		if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}); err != nil {
 			return fmt.Errorf("underlay bridge: %w", err)
 		}
@@ -90,7 +89,7 @@ func (hp *handPath) build() error {
 func (hp *handPath) buildNode(i int) error {
 	node, pod := hp.ns[hp.nodes[i]], hp.ns[hp.pods[i]]
 	veth := fmt.Sprintf("v%d", i+1)
-	err := inNS(hp.ns[hp.ul], func(h *netlink.Handle) error {
+	err := nsutil.WithHandle(hp.ns[hp.ul], func(h *netlink.Handle) error {
 		br, err := h.LinkByName("br0")
 		if err != nil {
 			return err
@@ -107,7 +106,7 @@ func (hp *handPath) buildNode(i int) error {
 		return err
 	}
 	sn := handSubnet(i)
-	err = inNS(node, func(h *netlink.Handle) error {
+	err = nsutil.WithHandle(node, func(h *netlink.Handle) error {
 		if err := addAddr(h, "eth0", netip.PrefixFrom(hp.nodeIP[i], 24)); err != nil {
 			return err
 		}
@@ -154,7 +153,7 @@ func (hp *handPath) buildNode(i int) error {
 	}); err != nil {
 		return fmt.Errorf("enable forwarding in %s: %w", hp.nodes[i], err)
 	}
-	return inNS(pod, func(h *netlink.Handle) error {
+	return nsutil.WithHandle(pod, func(h *netlink.Handle) error {
 		if err := addAddr(h, "eth0", netip.PrefixFrom(hp.podIP[i], 24)); err != nil {
 			return err
 		}
@@ -167,7 +166,7 @@ func (hp *handPath) buildNode(i int) error {
 
 // joinPeer programs on node i the neighbour, FDB entry and route of node j, as weft does.
 func (hp *handPath) joinPeer(i, j int) error {
-	return inNS(hp.ns[hp.nodes[i]], func(h *netlink.Handle) error {
+	return nsutil.WithHandle(hp.ns[hp.nodes[i]], func(h *netlink.Handle) error {
 		vx, err := h.LinkByName("vx0")
 		if err != nil {
 			return err
@@ -227,15 +226,6 @@ func (hp *handPath) namespaces() []ns.NetNS {
 	return out
 }
 
-func inNS(n ns.NetNS, fn func(*netlink.Handle) error) error {
-	h, err := netlink.NewHandleAt(netns.NsHandle(int(n.Fd())))
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	return fn(h)
-}
-
 func setUp(h *netlink.Handle, names ...string) error {
 	for _, name := range names {
 		l, err := h.LinkByName(name)
@@ -250,7 +240,7 @@ func setUp(h *netlink.Handle, names ...string) error {
 }
 
 func setMTU(n ns.NetNS, mtu int, names ...string) error {
-	return inNS(n, func(h *netlink.Handle) error {
+	return nsutil.WithHandle(n, func(h *netlink.Handle) error {
 		for _, name := range names {
 			l, err := h.LinkByName(name)
 			if err != nil {
@@ -283,7 +273,7 @@ func prefixNet(p netip.Prefix) *net.IPNet {
 // default; on, they receive through NAPI and aggregate, including VXLAN's outer UDP).
 func setGRO(n ns.NetNS, on bool) error {
 	var veths []string
-	err := inNS(n, func(h *netlink.Handle) error {
+	err := nsutil.WithHandle(n, func(h *netlink.Handle) error {
 		links, err := h.LinkList()
 		if err != nil {
 			return err

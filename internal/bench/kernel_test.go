@@ -48,7 +48,7 @@ func TestHandPathAndRouteWatch(t *testing.T) {
 				t.Errorf("underlay MTU %d: %v", mtu, err)
 			}
 			var got int
-			if err := inNS(node1, func(h *netlink.Handle) error {
+			if err := nsutil.WithHandle(node1, func(h *netlink.Handle) error {
 				l, err := h.LinkByName("vx0")
 				got = l.Attrs().MTU
 				return err
@@ -68,7 +68,7 @@ func TestHandPathAndRouteWatch(t *testing.T) {
 		route := &netlink.Route{Dst: prefixNet(dst), Gw: dst.Addr().AsSlice(), Flags: int(netlink.FLAG_ONLINK),
 			Protocol: netlink.RouteProtocol(vxlan.DefaultRouteProtocol)}
 		other := &netlink.Route{Dst: prefixNet(netip.MustParsePrefix("10.244.8.0/24")), Gw: dst.Addr().AsSlice(), Flags: int(netlink.FLAG_ONLINK)}
-		err = inNS(node1, func(h *netlink.Handle) error {
+		err = nsutil.WithHandle(node1, func(h *netlink.Handle) error {
 			vx, err := h.LinkByName("vx0")
 			if err != nil {
 				return err
@@ -94,7 +94,7 @@ func TestHandPathAndRouteWatch(t *testing.T) {
 		if err := w.wait(ctx, time.Second, has(true)); err != nil {
 			t.Fatalf("after a resync: %v", err)
 		}
-		if err := inNS(node1, func(h *netlink.Handle) error { return h.RouteDel(route) }); err != nil {
+		if err := nsutil.WithHandle(node1, func(h *netlink.Handle) error { return h.RouteDel(route) }); err != nil {
 			t.Fatal(err)
 		}
 		if err := w.wait(ctx, 5*time.Second, has(false)); err != nil {

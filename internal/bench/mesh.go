@@ -18,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weft-net/weft/internal/lab"
+	"github.com/weft-net/weft/internal/nsutil"
 	"github.com/weft-net/weft/subnet"
 )
 
@@ -154,7 +155,7 @@ func wipeNode(l *lab.Lab, node *lab.Node) error {
 	if err != nil {
 		return err
 	}
-	err = inNS(n, func(h *netlink.Handle) error {
+	err = nsutil.WithHandle(n, func(h *netlink.Handle) error {
 		link, err := h.LinkByName(lab.Device)
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) {

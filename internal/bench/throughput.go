@@ -259,7 +259,7 @@ func addPod(ctx context.Context, l *lab.Lab, node *lab.Node) (*lab.Pod, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p, inNS(n, func(h *netlink.Handle) error { return setUp(h, "lo") })
+	return p, nsutil.WithHandle(n, func(h *netlink.Handle) error { return setUp(h, "lo") })
 }
 
 // openAll opens the lab's namespaces of the given names.
@@ -290,7 +290,7 @@ func (r *runner) jumbo(ctx context.Context, f *fabric, hp *handPath, cross []pat
 		return nil, err
 	}
 	var links []string
-	if err := inNS(ul, func(h *netlink.Handle) error {
+	if err := nsutil.WithHandle(ul, func(h *netlink.Handle) error {
 		all, err := h.LinkList()
 		for _, link := range all {
 			if t := link.Type(); t == "veth" || t == "bridge" {

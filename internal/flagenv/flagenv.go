@@ -41,3 +41,14 @@ func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 	})
 	return err
 }
+
+// SplitList splits a comma-separated flag value into its non-empty, trimmed items.
+func SplitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

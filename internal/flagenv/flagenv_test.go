@@ -2,6 +2,7 @@ package flagenv
 
 import (
 	"flag"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -39,5 +40,19 @@ func TestParseBadEnv(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "WEFT_LEASE_TTL") || !strings.Contains(err.Error(), "-lease-ttl") {
 		t.Errorf("error = %v, want one naming WEFT_LEASE_TTL and -lease-ttl", err)
+	}
+}
+
+func TestSplitList(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                  "[]",
+		" , ,":              "[]",
+		"a":                 "[a]",
+		" a , b,,c ":        "[a b c]",
+		"10.0.0.1:7946,x:1": "[10.0.0.1:7946 x:1]",
+	} {
+		if got := fmt.Sprint(SplitList(in)); got != want {
+			t.Errorf("SplitList(%q) = %s, want %s", in, got, want)
+		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/vishvananda/netlink"
+
+	"github.com/weft-net/weft/internal/nsutil"
 )
 
 // reap waits for cmd to end and records its exit state for Exited.
@@ -59,5 +61,5 @@ func (l *Lab) WithHandle(node *Node, fn func(*netlink.Handle) error) error {
 	if err != nil {
 		return err
 	}
-	return withHandle(n, fn)
+	return nsutil.WithHandle(n, fn)
 }

@@ -17,7 +17,6 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/weft-net/weft/internal/nsutil"
 	"github.com/weft-net/weft/internal/poll"
@@ -85,7 +84,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	err = withHandle(ul, func(h *netlink.Handle) error {
+	err = nsutil.WithHandle(ul, func(h *netlink.Handle) error {
 		if err := linkUp(h, "lo"); err != nil {
 			return err
 		}
@@ -249,7 +248,7 @@ func (l *Lab) attachHost(name, short string, ip netip.Addr, gw bool) error {
 	if err != nil {
 		return err
 	}
-	err = withHandle(ul, func(h *netlink.Handle) error {
+	err = nsutil.WithHandle(ul, func(h *netlink.Handle) error {
 		br, err := h.LinkByName(underlayBridge)
 		if err != nil {
 			return err
@@ -266,7 +265,7 @@ func (l *Lab) attachHost(name, short string, ip netip.Addr, gw bool) error {
 	if err != nil {
 		return err
 	}
-	return withHandle(n, func(h *netlink.Handle) error {
+	return nsutil.WithHandle(n, func(h *netlink.Handle) error {
 		if err := linkUp(h, "lo"); err != nil {
 			return err
 		}
@@ -348,15 +347,6 @@ func (l *Lab) NodeNS(node *Node) (ns.NetNS, error) { return l.netns(node.Netns) 
 
 // NS returns the open namespace of the given name.
 func (l *Lab) NS(name string) (ns.NetNS, error) { return l.netns(name) }
-
-func withHandle(n ns.NetNS, fn func(*netlink.Handle) error) error {
-	h, err := netlink.NewHandleAt(netns.NsHandle(int(n.Fd())))
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	return fn(h)
-}
 
 func linkUp(h *netlink.Handle, name string) error {
 	link, err := h.LinkByName(name)

@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -140,4 +141,14 @@ func Dialer(n ns.NetNS) func(ctx context.Context, network, addr string) (net.Con
 		})
 		return c, err
 	}
+}
+
+// WithHandle runs fn with a netlink handle in namespace n, closed when fn returns.
+func WithHandle(n ns.NetNS, fn func(*netlink.Handle) error) error {
+	h, err := netlink.NewHandleAt(netns.NsHandle(int(n.Fd())))
+	if err != nil {
+		return fmt.Errorf("netlink handle in %s: %w", n.Path(), err)
+	}
+	defer h.Close()
+	return fn(h)
 }
