@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,8 @@ func TestReadKeyFile(t *testing.T) {
 		{"not base64", gossiptest.KeyLines("A") + "not*base64\n", 0o600, "", false, "line 2: not base64"},
 		{"wrong size", gossiptest.KeyLines("A") + base64.StdEncoding.EncodeToString([]byte("short")) + "\n", 0o600, "", false, "line 2: key is 5 bytes, want 16, 24 or 32"},
 		{"duplicate", gossiptest.KeyLines("A,B,A"), 0o600, "", false, "line 3: duplicate key"},
+		{"too large", gossiptest.KeyLines("A") + strings.Repeat("#", maxKeyFileSize), 0o600, "", false, "the limit is 65536"},
+		{"CRLF line ends", strings.ReplaceAll(gossiptest.KeyLines("A,B"), "\n", "\r\n"), 0o600, "A,B", false, ""},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,4 +166,30 @@ func TestRotateKeyring(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzParseKeys: any content parses to at least one valid, distinct key, or fails; what parses
+// writes back, one key per line, to the same keys.
+func FuzzParseKeys(f *testing.F) {
+	f.Add(gossiptest.KeyLines("A"))
+	f.Add("# rotated\n\n" + gossiptest.KeyLines("B,A,D"))
+	f.Add("not*base64\n")
+	f.Add(base64.StdEncoding.EncodeToString([]byte("short")))
+	f.Fuzz(func(t *testing.T, content string) {
+		keys, err := parseKeys([]byte(content))
+		if err != nil {
+			return
+		}
+		var b strings.Builder
+		for _, k := range keys {
+			if memberlist.ValidateKey(k) != nil {
+				t.Fatalf("parsed a %d-byte key", len(k))
+			}
+			b.WriteString(base64.StdEncoding.EncodeToString(k) + "\n")
+		}
+		again, err := parseKeys([]byte(b.String()))
+		if err != nil || !slices.EqualFunc(again, keys, bytes.Equal) {
+			t.Fatalf("written back: %v, %v; want the %d keys parsed first", again, err, len(keys))
+		}
+	})
 }

@@ -1,10 +1,11 @@
 package gossip
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"slices"
@@ -19,9 +20,7 @@ const maxKeyFileSize = 64 << 10
 // readKeyFile loads the keys of a key file, primary first. It also reports whether the file is
 // readable by group or others.
 func readKeyFile(path string) (keys [][]byte, loose bool, err error) {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s: "+format, append([]any{ErrInvalidKeyFile, path}, args...)...)
-	}
+	bad := func(err error) error { return fmt.Errorf("%w: %s: %w", ErrInvalidKeyFile, path, err) }
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %w", ErrInvalidKeyFile, err)
@@ -32,36 +31,47 @@ func readKeyFile(path string) (keys [][]byte, loose bool, err error) {
 		return nil, false, fmt.Errorf("%w: %w", ErrInvalidKeyFile, err)
 	}
 	if !st.Mode().IsRegular() {
-		return nil, false, bad("not a regular file")
+		return nil, false, bad(errors.New("not a regular file"))
 	}
-	if st.Size() > maxKeyFileSize {
-		return nil, false, bad("%d bytes, the limit is %d", st.Size(), maxKeyFileSize)
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
+	if err != nil {
+		return nil, false, bad(err)
 	}
-	sc := bufio.NewScanner(f)
-	for line := 1; sc.Scan(); line++ {
-		s := strings.TrimSpace(sc.Text())
+	if len(data) > maxKeyFileSize {
+		return nil, false, bad(fmt.Errorf("%d bytes or more, the limit is %d", len(data), maxKeyFileSize))
+	}
+	if keys, err = parseKeys(data); err != nil {
+		return nil, false, bad(err)
+	}
+	return keys, st.Mode().Perm()&fs.FileMode(0o077) != 0, nil
+}
+
+// parseKeys parses a key file's content: one base64 key of 16, 24 or 32 bytes per line, the
+// primary first; blank lines and lines starting with # are skipped. Errors name the line.
+func parseKeys(data []byte) ([][]byte, error) {
+	var keys [][]byte
+	for i, raw := range strings.Split(string(data), "\n") {
+		s := strings.TrimSpace(raw)
 		if s == "" || strings.HasPrefix(s, "#") {
 			continue
 		}
+		line := i + 1
 		key, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
-			return nil, false, bad("line %d: not base64", line)
+			return nil, fmt.Errorf("line %d: not base64", line)
 		}
 		if err := memberlist.ValidateKey(key); err != nil {
-			return nil, false, bad("line %d: key is %d bytes, want 16, 24 or 32", line, len(key))
+			return nil, fmt.Errorf("line %d: key is %d bytes, want 16, 24 or 32", line, len(key))
 		}
 		if slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, key) }) {
-			return nil, false, bad("line %d: duplicate key", line)
+			return nil, fmt.Errorf("line %d: duplicate key", line)
 		}
 		keys = append(keys, key)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, false, fmt.Errorf("%w: %s: %w", ErrInvalidKeyFile, path, err)
-	}
 	if len(keys) == 0 {
-		return nil, false, bad("no key")
+		return nil, errors.New("no key")
 	}
-	return keys, st.Mode().Perm()&fs.FileMode(0o077) != 0, nil
+	return keys, nil
 }
 
 // rotateKeyring makes the keyring hold exactly keys, with keys[0] as the primary key. New keys are
