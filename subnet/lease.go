@@ -168,6 +168,9 @@ type Lease struct {
 	Expiry time.Time
 	// ModRevision is the etcd revision of the last write to the key.
 	ModRevision int64
+	// CreateRevision is the etcd revision that created the key: the lower, the older the lease.
+	// Peers resolve conflicting leases (one subnet, one VTEP MAC) in favour of the older.
+	CreateRevision int64
 }
 
 // Reserved reports whether the lease is a reservation: a key with no etcd lease, never expiring.
