@@ -2,6 +2,7 @@ package vxlan
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -237,5 +238,31 @@ route 10.244.4.0/24 via 192.0.2.4 dev u0 proto 87 metric 2222
 	}
 	if got := renderPeers(t, n, "weft.1", DefaultRouteProtocol); !strings.Contains(got, "route 10.244.6.0/24 via 192.0.2.6 dev u0") {
 		t.Fatalf("fixed peer not programmed:\n%s", got)
+	}
+}
+
+// TestLocalFacts: every address of the node counts, and every prefix of the underlay link.
+func TestLocalFacts(t *testing.T) {
+	nstest.RequireRoot(t)
+	n := newNode(t)
+	withUnderlay(t, n, "192.0.2.1/24")
+	n.addAddr(t, "u0", "192.0.2.65/26")
+	n.addAddr(t, "u1", "203.0.113.9/24")
+	u, err := FindUnderlay(n.h, "u0", netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := LocalFacts(n.h, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := fmt.Sprint(l.Addrs)
+	for _, want := range []string{"127.0.0.1", "192.0.2.1", "192.0.2.65", "203.0.113.9"} {
+		if !strings.Contains(addrs, want) {
+			t.Errorf("addresses %s lack %s", addrs, want)
+		}
+	}
+	if got := fmt.Sprint(l.Underlay); got != "[192.0.2.0/24 192.0.2.64/26]" {
+		t.Errorf("underlay prefixes %s, want [192.0.2.0/24 192.0.2.64/26]", got)
 	}
 }
