@@ -12,8 +12,13 @@ import (
 	"net/netip"
 )
 
-// ErrInvalidPeer marks a peer whose data cannot be programmed (bad MAC, overlapping subnet, ...).
-var ErrInvalidPeer = errors.New("invalid peer")
+var (
+	// ErrInvalidPeer marks a peer whose data cannot be programmed (bad MAC, overlapping subnet, ...).
+	ErrInvalidPeer = errors.New("invalid peer")
+	// ErrRefusedPeer marks a peer whose entries the kernel refused as invalid (EINVAL and the like):
+	// the peer is left out, its other entries removed, until the next SetPeers.
+	ErrRefusedPeer = errors.New("the kernel refused the peer's entries")
+)
 
 // Peer is one remote node as the data plane needs it.
 type Peer struct {
@@ -32,7 +37,8 @@ type Peer struct {
 // EnsureDevice creates or repairs the device, idempotently, without touching peer entries. SetPeers
 // is idempotent and level-triggered: it takes the complete desired peer set, diffs it against the
 // kernel, adds before it deletes, and returns the joined errors of what it could not program
-// (a *PeerError for each peer at fault) while still programming every other peer. Run keeps the
+// (a *PeerError for each peer at fault: ErrInvalidPeer for its data, ErrRefusedPeer when the
+// kernel refused its entries) while still programming every other peer. Run keeps the
 // kernel state converged (self-healing after external changes) until ctx is done. MTU is the
 // device's MTU, the largest a pod may use; Stats are the backend's counters.
 type Backend interface {
@@ -43,12 +49,21 @@ type Backend interface {
 	Stats() Stats
 }
 
-// PeerError is a failure that concerns one peer only: its data is invalid (Err wraps
-// ErrInvalidPeer), or the kernel refused one of its entries.
+// PeerError is a failure on one peer's entries: its data is invalid (Err wraps ErrInvalidPeer),
+// the kernel refused its entries as invalid (Err wraps ErrRefusedPeer), or another kernel failure
+// hit one of its entries (neither: it may well be no fault of the peer's).
 type PeerError struct {
 	Peer   string
 	Subnet netip.Prefix
+	// Reason is set when the peer is at fault: why it is left out.
+	Reason Reason
 	Err    error
+}
+
+// Isolated reports whether the failure is the peer's own (invalid or refused data), one that
+// leaves every other peer working.
+func (e *PeerError) Isolated() bool {
+	return errors.Is(e.Err, ErrInvalidPeer) || errors.Is(e.Err, ErrRefusedPeer)
 }
 
 func (e *PeerError) Error() string {

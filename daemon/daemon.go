@@ -112,6 +112,12 @@ func newNode(ctx context.Context, cfg *Config, netCfg *subnet.Config, mgr *wefte
 	}
 	n.view = view
 	view.SetLocalSubnet(lease.Subnet)
+	local, err := vxlan.LocalFacts(h, ul)
+	if err != nil {
+		return nil, err
+	}
+	local.PodNetwork, local.VtepMAC = netCfg.Network, mac
+	view.SetLocal(local)
 	gcfg := gossip.DefaultConfig()
 	gcfg.NodeName, gcfg.KeyFile, gcfg.Label, gcfg.Join, gcfg.Logger = cfg.NodeName, cfg.GossipKeyFile, cfg.GossipLabel, cfg.Join, log
 	gcfg.BindAddr, gcfg.BindPort, gcfg.AdvertiseAddr = gossipAddr.Addr(), int(gossipAddr.Port()), ul.IP

@@ -32,6 +32,7 @@ type gauges struct {
 	rejectedClaims func() float64
 	peersBySource  func() map[string]float64
 	peerReachable  func() map[string]float64
+	peersRejected  func() map[string]float64
 	backend        func() backend.Stats
 }
 
@@ -74,6 +75,8 @@ func newMetrics(g gauges) *metrics {
 			Name: "weft_gossip_rejected_claims_total", Help: "Gossip claims for a subnet that etcd says another node owns.",
 		}, g.rejectedClaims),
 		labeledGauge("weft_peers", "Peers in the view, by the source of their attributes.", "source", g.peersBySource),
+		labeledGauge("weft_peers_rejected", "Leases not programmed as peers, by reason: invalid data, an endpoint this node cannot tunnel to, a conflict with an older lease, or entries the kernel refused.",
+			"reason", g.peersRejected),
 		labeledGauge("weft_peer_reachable", "1 when the last overlay probe of the peer's VTEP address was answered.", "peer", g.peerReachable),
 	)
 	return m

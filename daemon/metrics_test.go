@@ -20,6 +20,7 @@ func registeredMetrics(t *testing.T) map[string]bool {
 		etcdUp: one, ready: one, leaseExpiry: one, gossipMembers: one, rejectedClaims: one,
 		peersBySource: func() map[string]float64 { return map[string]float64{"etcd": 1} },
 		peerReachable: func() map[string]float64 { return map[string]float64{"n2": 1} },
+		peersRejected: func() map[string]float64 { return map[string]float64{"invalid": 1} },
 		backend:       func() backend.Stats { return backend.Stats{} },
 	})
 	m.observeSetPeers(0)
@@ -69,7 +70,8 @@ func TestReconcileMetricsByTrigger(t *testing.T) {
 		etcdUp: func() float64 { return 0 }, ready: func() float64 { return 0 }, leaseExpiry: func() float64 { return 0 },
 		gossipMembers: func() float64 { return 0 }, rejectedClaims: func() float64 { return 0 },
 		peersBySource: func() map[string]float64 { return nil }, peerReachable: func() map[string]float64 { return nil },
-		backend: func() backend.Stats { return st },
+		peersRejected: func() map[string]float64 { return nil },
+		backend:       func() backend.Stats { return st },
 	})
 	families, err := m.reg.Gather()
 	if err != nil {

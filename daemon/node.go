@@ -18,9 +18,14 @@ import (
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
 )
 
-// ErrSubnetChanged is returned when the node's lease was lost and its subnet went to another node:
-// pods on the old subnet must be restarted.
-var ErrSubnetChanged = errors.New("the node's subnet changed")
+var (
+	// ErrSubnetChanged is returned when the node's lease was lost and its subnet went to another
+	// node: pods on the old subnet must be restarted.
+	ErrSubnetChanged = errors.New("the node's subnet changed")
+	// ErrEveryPeerFailed marks a reconcile in which every peer failed: the fault is more likely
+	// this node's than each peer's, and the node is not ready.
+	ErrEveryPeerFailed = errors.New("every peer failed")
+)
 
 // leaseStore is what the node needs of etcd: subnet/etcd's Manager.
 type leaseStore interface {
@@ -45,6 +50,7 @@ type gossipMember interface {
 type peerView interface {
 	SetLeases(leases []subnet.Lease)
 	SetLocalSubnet(p netip.Prefix)
+	SetLocal(l backend.Local)
 	Run(ctx context.Context) error
 	Snapshot() peerview.Snapshot
 	Stats() peerview.ViewStats
@@ -109,6 +115,8 @@ type node struct {
 	st          state
 	published   *subnet.Env
 	readyLogged bool
+	// rejected are the peers of the last set that the backend left out, by subnet.
+	rejected map[netip.Prefix]rejectedPeer
 
 	stalled atomic.Bool
 }
@@ -194,15 +202,18 @@ func (n *node) lost() { n.update(func(s *state) { s.held = false }) }
 func (n *node) confirmed(l *subnet.Lease) { n.update(func(s *state) { s.lease, s.held = l, true }) }
 
 // program is the view's sink: it hands the desired peer set to the backend and records the
-// outcome. A peer the backend cannot program (invalid data) is logged and left out but does not
-// make the node unready; any other failure does.
+// outcome. A peer the backend leaves out on its own (invalid data, or entries the kernel refused)
+// is logged once and counted but does not make the node unready; any other failure does, and so
+// does every peer failing.
 func (n *node) program(peers []backend.Peer) {
 	start := time.Now()
 	err := n.be.SetPeers(peers)
 	n.metrics.observeSetPeers(time.Since(start))
-	if err != nil {
-		n.log.Error("programming peers", "peers", len(peers), "err", err)
+	kernelErr := kernelErrors(err, peers)
+	if kernelErr != nil {
+		n.log.Error("programming peers", "peers", len(peers), "err", kernelErr)
 	}
+	n.recordRejected(peers, err)
 	targets := make(map[netip.Addr]string, len(peers))
 	for _, p := range peers {
 		targets[p.Subnet.Addr()] = p.Name
@@ -210,21 +221,88 @@ func (n *node) program(peers []backend.Peer) {
 	n.prober.setTargets(targets)
 	n.update(func(s *state) {
 		s.programmed = true
-		s.kernelErr = kernelErrors(err)
+		s.kernelErr = kernelErr
 	})
 }
 
-// kernelErrors is what of a SetPeers error is not one invalid peer's: such a peer (a lease with a
-// bad MAC, or one overlapping this node's subnet) is logged and counted, but its fellow peers are
-// programmed and the node stays ready.
-func kernelErrors(err error) error {
+// kernelErrors is what of the error of SetPeers(set) makes the node unready: every failure that
+// is not one peer's own (backend.PeerError.Isolated: a lease with a bad MAC, entries the kernel
+// refused as invalid), and the peers' own failures too when every peer of a set of two or more
+// failed. A single peer failing says nothing about this node.
+func kernelErrors(err error, set []backend.Peer) error {
 	peers, other := backend.SplitErrors(err)
+	inSet := make(map[netip.Prefix]bool, len(set))
+	for _, p := range set {
+		inSet[p.Subnet] = true
+	}
+	failed := map[netip.Prefix]bool{}
+	var own []error
 	for _, p := range peers {
-		if !errors.Is(p, backend.ErrInvalidPeer) {
+		if !p.Isolated() {
 			other = append(other, p)
+			continue
 		}
+		failed[p.Subnet] = inSet[p.Subnet]
+		own = append(own, p)
+	}
+	if n := countTrue(failed); len(inSet) >= 2 && n == len(inSet) {
+		other = append(other, fmt.Errorf("%w (%d of %d): %w", ErrEveryPeerFailed, n, len(inSet), errors.Join(own...)))
 	}
 	return errors.Join(other...)
+}
+
+func countTrue(m map[netip.Prefix]bool) int {
+	n := 0
+	for _, v := range m {
+		if v {
+			n++
+		}
+	}
+	return n
+}
+
+// rejectedPeer is a peer the backend left out, and its error.
+type rejectedPeer struct {
+	peer backend.Peer
+	err  *backend.PeerError
+}
+
+// reason is the rejection's metric label.
+func (r rejectedPeer) reason() backend.Reason {
+	if r.err.Reason == "" {
+		return backend.ReasonInvalid
+	}
+	return r.err.Reason
+}
+
+// recordRejected keeps the peers of peers that the backend left out on their own (err's isolated
+// PeerErrors), logging each once: when it is first left out or its error changes.
+func (n *node) recordRejected(peers []backend.Peer, err error) {
+	bySubnet := make(map[netip.Prefix]backend.Peer, len(peers))
+	for _, p := range peers {
+		bySubnet[p.Subnet] = p
+	}
+	perr, _ := backend.SplitErrors(err)
+	now := map[netip.Prefix]rejectedPeer{}
+	for _, pe := range perr {
+		if _, seen := now[pe.Subnet]; !pe.Isolated() || seen {
+			continue
+		}
+		p, ok := bySubnet[pe.Subnet]
+		if !ok {
+			p = backend.Peer{Name: pe.Peer, Subnet: pe.Subnet}
+		}
+		now[pe.Subnet] = rejectedPeer{peer: p, err: pe}
+	}
+	n.mu.Lock()
+	old := n.rejected
+	n.rejected = now
+	n.mu.Unlock()
+	for sn, r := range now {
+		if o, ok := old[sn]; !ok || o.err.Error() != r.err.Error() {
+			n.log.Warn("peer left out by the backend", "peer", r.err.Peer, "subnet", sn, "reason", r.reason(), "err", r.err.Err)
+		}
+	}
 }
 
 // meta is what the node advertises in gossip for lease l.

@@ -10,12 +10,14 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/weft-net/weft/backend"
 	"github.com/weft-net/weft/gossip"
 	"github.com/weft-net/weft/internal/backoff"
+	"github.com/weft-net/weft/internal/nodeapi"
 	"github.com/weft-net/weft/internal/poll"
 	"github.com/weft-net/weft/peerview"
 	"github.com/weft-net/weft/subnet"
@@ -110,6 +112,7 @@ type fakeView struct{}
 
 func (fakeView) SetLeases([]subnet.Lease)      {}
 func (fakeView) SetLocalSubnet(netip.Prefix)   {}
+func (fakeView) SetLocal(backend.Local)        {}
 func (fakeView) Run(ctx context.Context) error { <-ctx.Done(); return nil }
 func (fakeView) Snapshot() peerview.Snapshot   { return peerview.Snapshot{} }
 func (fakeView) Stats() peerview.ViewStats     { return peerview.ViewStats{} }
@@ -134,6 +137,8 @@ var (
 	}
 	peerB = backend.Peer{Name: "n2", Subnet: netip.MustParsePrefix("10.244.2.0/24"), PublicIP: netip.MustParseAddr("192.0.2.2"),
 		VtepMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}}
+	peerC = backend.Peer{Name: "n3", Subnet: netip.MustParsePrefix("10.244.3.0/24"), PublicIP: netip.MustParseAddr("192.0.2.3"),
+		VtepMAC: net.HardwareAddr{2, 0, 0, 0, 0, 3}}
 )
 
 // testNode is a node over fakes whose subnet.env writes are kept in envs.
@@ -188,6 +193,70 @@ func (tn *testNode) render() string {
 	return b.String()
 }
 
+// refusedPeer is the error of a peer whose entries the kernel refused.
+func refusedPeer(p backend.Peer) error {
+	return &backend.PeerError{Peer: p.Name, Subnet: p.Subnet, Reason: backend.ReasonKernel,
+		Err: fmt.Errorf("%w: %w", backend.ErrRefusedPeer, syscall.EINVAL)}
+}
+
+// TestKernelErrors is the table of what of a SetPeers error makes the node unready.
+func TestKernelErrors(t *testing.T) {
+	eperm := &backend.PeerError{Peer: "n2", Subnet: peerB.Subnet, Err: fmt.Errorf("add route: %w", syscall.EPERM)}
+	peerN9 := backend.Peer{Name: "n9", Subnet: netip.MustParsePrefix("10.244.9.0/24")}
+	three := []backend.Peer{peerB, peerC, peerN9}
+	tests := []struct {
+		name  string
+		err   error
+		peers []backend.Peer
+		want  string // "" ready
+	}{
+		{"no error", nil, three, ""},
+		{"one invalid peer of one", errors.Join(invalidPeer()), []backend.Peer{peerB}, ""},
+		{"one refused peer of one", errors.Join(refusedPeer(peerB)), []backend.Peer{peerB}, ""},
+		{"one refused peer of three", errors.Join(refusedPeer(peerB)), three, ""},
+		{"two of three peers, twice each", errors.Join(refusedPeer(peerB), refusedPeer(peerB), refusedPeer(peerC)), three, ""},
+		{"every peer of two", errors.Join(refusedPeer(peerB), invalidPeer()), []backend.Peer{peerB, peerN9}, "every peer failed (2 of 2)"},
+		{"two failing, one not in the set", errors.Join(refusedPeer(peerB), invalidPeer()), []backend.Peer{peerB, peerC}, ""},
+		{"every peer of three", errors.Join(refusedPeer(peerB), refusedPeer(peerC), invalidPeer()), three, "every peer failed (3 of 3)"},
+		{"EPERM on one peer's entry", errors.Join(eperm), three, "operation not permitted"},
+		{"the device is gone", errors.Join(refusedPeer(peerB), fmt.Errorf("weft.1: %w", syscall.ENODEV)), three, "no such device"},
+	}
+	for _, tt := range tests {
+		got := kernelErrors(tt.err, tt.peers)
+		switch {
+		case tt.want == "" && got != nil:
+			t.Errorf("%s: %v, want ready", tt.name, got)
+		case tt.want != "" && (got == nil || !strings.Contains(got.Error(), tt.want)):
+			t.Errorf("%s: %v, want an error mentioning %q", tt.name, got, tt.want)
+		case strings.HasPrefix(tt.want, "every peer") && !errors.Is(got, ErrEveryPeerFailed):
+			t.Errorf("%s: %v is not ErrEveryPeerFailed", tt.name, got)
+		}
+	}
+}
+
+// TestBackendRejectionsCounted: the peers the backend leaves out reach weft_peers_rejected and
+// /debug/peers, once each however often the set is programmed.
+func TestBackendRejectionsCounted(t *testing.T) {
+	tn := newTestNode(t)
+	tn.start(&subnet.Lease{Subnet: netip.MustParsePrefix("10.244.1.0/24"), Attrs: testAttrs}, true)
+	tn.be.setErr(errors.Join(refusedPeer(peerB), refusedPeer(peerB), invalidPeer()))
+	for range 3 {
+		tn.program([]backend.Peer{peerB, peerC})
+	}
+	got := tn.peersRejected()
+	if got["kernel-refused"] != 1 || got["invalid"] != 1 || got["public-ip"] != 0 || len(got) != len(backend.Reasons()) {
+		t.Errorf("weft_peers_rejected %v, want kernel-refused 1, invalid 1, every other reason 0", got)
+	}
+	doc := tn.debugPeers().(nodeapi.Peers)
+	if len(doc.Rejected) != 2 || doc.Rejected[0].Name != "n2" || doc.Rejected[0].Reason != "kernel-refused" ||
+		doc.Rejected[0].PublicIP != peerB.PublicIP || doc.Rejected[1].Name != "n9" || doc.Rejected[1].Reason != "invalid" {
+		t.Errorf("/debug/peers rejected %+v, want n2 (kernel-refused) and n9 (invalid)", doc.Rejected)
+	}
+	if !doc.Ready {
+		t.Error("not ready, want ready: one refused peer and one invalid of two")
+	}
+}
+
 func invalidPeer() error {
 	return &backend.PeerError{Peer: "n9", Subnet: netip.MustParsePrefix("10.244.9.0/24"), Err: fmt.Errorf("%w: VtepMAC is multicast", backend.ErrInvalidPeer)}
 }
@@ -218,6 +287,19 @@ env FLANNEL_NETWORK=10.244.0.0/16 FLANNEL_SUBNET=10.244.1.1/24 FLANNEL_MTU=1450 
 			return nil
 		}, `lease=10.244.1.0/24 held programmed=true ready
 env FLANNEL_NETWORK=10.244.0.0/16 FLANNEL_SUBNET=10.244.1.1/24 FLANNEL_MTU=1450 FLANNEL_IPMASQ=true WEFT_READY=true`},
+		{"a peer whose entries the kernel refuses does not either", func() error {
+			tn.be.setErr(errors.Join(refusedPeer(peerB)))
+			tn.program([]backend.Peer{peerB, peerC})
+			return nil
+		}, `lease=10.244.1.0/24 held programmed=true ready
+env FLANNEL_NETWORK=10.244.0.0/16 FLANNEL_SUBNET=10.244.1.1/24 FLANNEL_MTU=1450 FLANNEL_IPMASQ=true WEFT_READY=true`},
+		{"every peer failing does", func() error {
+			tn.be.setErr(errors.Join(refusedPeer(peerB), refusedPeer(peerC)))
+			tn.program([]backend.Peer{peerB, peerC})
+			return nil
+		}, `lease=10.244.1.0/24 held programmed=true not-ready(last reconcile failed: every peer failed (2 of 2): peer "n2" (subnet 10.244.2.0/24): the kernel refused the peer's entries: invalid argument
+peer "n3" (subnet 10.244.3.0/24): the kernel refused the peer's entries: invalid argument)
+env FLANNEL_NETWORK=10.244.0.0/16 FLANNEL_SUBNET=10.244.1.1/24 FLANNEL_MTU=1450 FLANNEL_IPMASQ=true WEFT_READY=false`},
 		{"a kernel failure, joined deep under an invalid peer, does", func() error {
 			tn.be.setErr(errors.Join(invalidPeer(), fmt.Errorf("reconcile: %w", errors.New("device weft.1: operation not permitted"))))
 			tn.program([]backend.Peer{peerB})

@@ -1,6 +1,12 @@
 package daemon
 
-import "github.com/weft-net/weft/internal/nodeapi"
+import (
+	"cmp"
+	"slices"
+
+	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/internal/nodeapi"
+)
 
 func boolFloat(b bool) float64 {
 	if b {
@@ -25,7 +31,8 @@ func (n *node) gauges() gauges {
 			s := n.view.Stats()
 			return map[string]float64{"etcd": float64(s.PeersFromEtcd), "gossip": float64(s.PeersFromGossip)}
 		},
-		backend: n.be.Stats,
+		backend:       n.be.Stats,
+		peersRejected: n.peersRejected,
 		peerReachable: func() map[string]float64 {
 			out := map[string]float64{}
 			for name, r := range n.prober.results() {
@@ -44,6 +51,18 @@ func (n *node) debugPeers() any {
 	if l := n.snapshot().lease; l != nil {
 		out.Subnet = l.Subnet.String()
 	}
+	out.Rejected = append(out.Rejected, snap.Rejected...)
+	n.mu.Lock()
+	for _, r := range n.rejected {
+		out.Rejected = append(out.Rejected, nodeapi.RejectedPeer{
+			Name: r.peer.Name, Subnet: r.peer.Subnet, PublicIP: r.peer.PublicIP, VtepMAC: r.peer.VtepMAC.String(),
+			Reason: string(r.reason()), Detail: r.err.Err.Error(),
+		})
+	}
+	n.mu.Unlock()
+	slices.SortFunc(out.Rejected, func(a, b nodeapi.RejectedPeer) int {
+		return cmp.Or(a.Subnet.Compare(b.Subnet), cmp.Compare(a.CreateRevision, b.CreateRevision), cmp.Compare(a.Reason, b.Reason))
+	})
 	for _, p := range snap.Peers {
 		if r, ok := probes[p.Name]; ok {
 			p.Probe = &nodeapi.Probe{Reachable: r.Reachable, At: r.At}
@@ -52,6 +71,24 @@ func (n *node) debugPeers() any {
 			}
 		}
 		out.Peers = append(out.Peers, p)
+	}
+	return out
+}
+
+// peersRejected counts the peers left out, by reason: the view's and the backend's, every reason
+// shown.
+func (n *node) peersRejected() map[string]float64 {
+	out := make(map[string]float64, len(backend.Reasons()))
+	for _, r := range backend.Reasons() {
+		out[string(r)] = 0
+	}
+	for r, c := range n.view.Stats().Rejected {
+		out[string(r)] += float64(c)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, r := range n.rejected {
+		out[string(r.reason())]++
 	}
 	return out
 }

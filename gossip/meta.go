@@ -67,6 +67,7 @@ func (m *Meta) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidMeta}, args...)...)
 	}
+	ipErr, macErr := subnet.CheckPublicIP(m.PublicIP), subnet.CheckVtepMAC(m.VtepMAC)
 	switch {
 	case m.NodeName == "":
 		return bad("NodeName is empty")
@@ -78,10 +79,10 @@ func (m *Meta) Validate() error {
 		return bad("Subnet=%s: want an IPv4 prefix of length 1 to 32", prefixString(m.Subnet))
 	case m.Subnet.Masked() != m.Subnet:
 		return bad("Subnet=%s: host bits set", m.Subnet)
-	case !m.PublicIP.IsValid() || !m.PublicIP.Is4() || m.PublicIP.IsUnspecified() || m.PublicIP.IsMulticast():
-		return bad("PublicIP=%s: want a unicast IPv4 address", addrString(m.PublicIP))
-	case len(m.VtepMAC) != 6 || m.VtepMAC[0]&1 == 1 || bytes.Equal(m.VtepMAC, make([]byte, 6)):
-		return bad("VtepMAC=%q: want a unicast 6-byte MAC", m.VtepMAC.String())
+	case ipErr != nil:
+		return bad("PublicIP=%s: want a unicast IPv4 address: %w", addrString(m.PublicIP), ipErr)
+	case macErr != nil:
+		return bad("VtepMAC=%q: want a unicast 6-byte MAC: %w", m.VtepMAC.String(), macErr)
 	case m.VNI < 1 || m.VNI > subnet.MaxVNI:
 		return bad("VNI=%d: must be between 1 and %d", m.VNI, subnet.MaxVNI)
 	case m.AttrVersion < 0:

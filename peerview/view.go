@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -79,11 +78,15 @@ type View struct {
 	sink func([]backend.Peer)
 	kick chan struct{}
 
-	mu            sync.Mutex
-	haveLeases    bool
-	leases        map[netip.Prefix]subnet.Lease
-	owners        map[string]bool
-	invalid       map[netip.Prefix]string
+	mu         sync.Mutex
+	haveLeases bool
+	// leases holds, per subnet, the oldest lease that validates; rejectedLeases the others.
+	leases         map[netip.Prefix]subnet.Lease
+	rejectedLeases []rejectedPeer
+	owners         map[string]bool
+	local          backend.Local
+	// logged holds the rejections logged last, with their details, so that each is logged once.
+	logged        map[rejectKey]string
 	localSubnet   netip.Prefix
 	members       map[string]*viewMember
 	rejectedTotal uint64
@@ -117,35 +120,50 @@ func NewView(cfg ViewConfig, sink func([]backend.Peer)) (*View, error) {
 		kick:    make(chan struct{}, 1),
 		leases:  map[netip.Prefix]subnet.Lease{},
 		owners:  map[string]bool{},
-		invalid: map[netip.Prefix]string{},
+		logged:  map[rejectKey]string{},
 		members: map[string]*viewMember{},
 	}, nil
 }
 
 // SetLeases replaces the etcd lease set, the authority on who owns which subnet. The daemon calls
 // it with every etcd snapshot. Leases that cannot be programmed (not an IPv4 subnet, attributes
-// that do not validate, such as a flannel node with another backend) are left out, logged once
-// and counted. The view keeps no reference to leases.
+// that do not validate, such as a flannel node with another backend) are left out, and of several
+// leases for one subnet the oldest (lowest CreateRevision) is used; the others are rejected,
+// logged once and counted. The view keeps no reference to leases.
 func (v *View) SetLeases(leases []subnet.Lease) {
 	v.mu.Lock()
 	set := make(map[netip.Prefix]subnet.Lease, len(leases))
-	owners := make(map[string]bool, len(leases))
-	invalid := map[netip.Prefix]string{}
+	var rejected []rejectedPeer
+	var losers []subnet.Lease
 	for _, l := range leases {
 		if reason := leaseProblem(&l); reason != "" {
-			invalid[l.Subnet] = reason
-			if v.invalid[l.Subnet] != reason {
-				v.log.Warn("lease cannot be programmed, ignoring it", "subnet", prefixString(l.Subnet), "reason", reason)
-			}
+			rejected = append(rejected, leaseRejected(l, backend.ReasonInvalid, reason))
 			continue
 		}
 		l.Attrs.VtepMAC = slices.Clone(l.Attrs.VtepMAC)
-		set[l.Subnet] = l
+		cur, dup := set[l.Subnet]
+		switch {
+		case !dup:
+			set[l.Subnet] = l
+		case older(&l, &cur) < 0:
+			losers, set[l.Subnet] = append(losers, cur), l
+		default:
+			losers = append(losers, l)
+		}
+	}
+	for _, l := range losers {
+		w := set[l.Subnet]
+		rejected = append(rejected, leaseRejected(l, backend.ReasonDuplicate, fmt.Sprintf(
+			"the subnet is also leased to %s by an older key (created at revision %d, this one at %d)",
+			peerName(&w), w.CreateRevision, l.CreateRevision)))
+	}
+	owners := make(map[string]bool, len(set))
+	for _, l := range set {
 		if l.Attrs.NodeName != "" {
 			owners[l.Attrs.NodeName] = true
 		}
 	}
-	v.leases, v.owners, v.invalid, v.haveLeases = set, owners, invalid, true
+	v.leases, v.rejectedLeases, v.owners, v.haveLeases = set, rejected, owners, true
 	for name, m := range v.members {
 		v.classify(name, m)
 		if m.state.Status != gossip.StatusAlive && !v.owners[name] {
@@ -174,6 +192,16 @@ func (v *View) SetLocalSubnet(p netip.Prefix) {
 	for name, m := range v.members {
 		v.classify(name, m)
 	}
+	v.mu.Unlock()
+	kick(v.kick)
+}
+
+// SetLocal tells the view what this node knows of itself (its addresses, underlay prefixes, pod
+// network and VTEP MAC): a peer whose endpoint backend.Local.CheckEndpoint refuses is rejected.
+func (v *View) SetLocal(l backend.Local) {
+	l.Underlay, l.Addrs, l.VtepMAC = slices.Clone(l.Underlay), slices.Clone(l.Addrs), slices.Clone(l.VtepMAC)
+	v.mu.Lock()
+	v.local = l
 	v.mu.Unlock()
 	kick(v.kick)
 }
@@ -256,38 +284,49 @@ type peerInfo struct {
 	live   nodeapi.Liveness
 }
 
-// peersLocked merges the leases with the gossip claims, sorted by subnet.
-func (v *View) peersLocked() []peerInfo {
+// peersLocked merges the leases with the gossip claims and checks the result: it returns the
+// peers, sorted by subnet, and the rejected leases, sorted by subnet and age.
+func (v *View) peersLocked() ([]peerInfo, []rejectedPeer) {
 	out := make([]peerInfo, 0, len(v.leases))
+	rejected := slices.Clone(v.rejectedLeases)
 	for _, l := range v.leases {
-		name := l.Attrs.NodeName
-		if (name != "" && name == v.cfg.LocalNode) || l.Subnet == v.localSubnet {
+		if (l.Attrs.NodeName != "" && l.Attrs.NodeName == v.cfg.LocalNode) || l.Subnet == v.localSubnet {
 			continue
 		}
-		p := peerInfo{lease: l, source: nodeapi.SourceEtcd, live: nodeapi.LivenessUnknown}
-		attrs := struct {
-			ip  netip.Addr
-			mac net.HardwareAddr
-		}{l.Attrs.PublicIP, l.Attrs.VtepMAC}
-		if m := v.members[name]; name != "" && m != nil && m.claim == nodeapi.ClaimUsed && m.state.Meta.Subnet == l.Subnet {
-			p.member = m
-			p.live = nodeapi.LivenessUnreachable
-			if m.state.Status == gossip.StatusAlive {
-				p.live = nodeapi.LivenessAlive
-			}
-			if m.state.Meta.AttrVersion > l.Attrs.AttrVersion {
-				p.source = nodeapi.SourceGossip
-				attrs.ip, attrs.mac = m.state.Meta.PublicIP, m.state.Meta.VtepMAC
-			}
+		p := v.mergeLocked(l)
+		if err := v.local.CheckEndpoint(p.peer); err != nil {
+			rejected = append(rejected, endpointRejected(p, err))
+			continue
 		}
-		if name == "" {
-			name = l.Attrs.PublicIP.String()
-		}
-		p.peer = backend.Peer{Name: name, Subnet: l.Subnet, PublicIP: attrs.ip, VtepMAC: slices.Clone(attrs.mac)}
 		out = append(out, p)
 	}
+	out, rejected = resolveSharedMACs(out, rejected)
 	slices.SortFunc(out, func(a, b peerInfo) int { return a.peer.Subnet.Compare(b.peer.Subnet) })
-	return out
+	slices.SortFunc(rejected, func(a, b rejectedPeer) int {
+		return cmp.Or(a.lease.Subnet.Compare(b.lease.Subnet), older(&a.lease, &b.lease))
+	})
+	return out, rejected
+}
+
+// mergeLocked is lease l's peer: its attributes are the gossip member's when the member claims
+// the lease and advertises a higher AttrVersion.
+func (v *View) mergeLocked(l subnet.Lease) peerInfo {
+	name := l.Attrs.NodeName
+	p := peerInfo{lease: l, source: nodeapi.SourceEtcd, live: nodeapi.LivenessUnknown}
+	ip, hw := l.Attrs.PublicIP, l.Attrs.VtepMAC
+	if m := v.members[name]; name != "" && m != nil && m.claim == nodeapi.ClaimUsed && m.state.Meta.Subnet == l.Subnet {
+		p.member = m
+		p.live = nodeapi.LivenessUnreachable
+		if m.state.Status == gossip.StatusAlive {
+			p.live = nodeapi.LivenessAlive
+		}
+		if m.state.Meta.AttrVersion > l.Attrs.AttrVersion {
+			p.source = nodeapi.SourceGossip
+			ip, hw = m.state.Meta.PublicIP, m.state.Meta.VtepMAC
+		}
+	}
+	p.peer = backend.Peer{Name: peerName(&l), Subnet: l.Subnet, PublicIP: ip, VtepMAC: slices.Clone(hw)}
+	return p
 }
 
 func peersOf(infos []peerInfo) []backend.Peer {
@@ -332,7 +371,9 @@ func (v *View) flush() {
 		v.mu.Unlock()
 		return
 	}
-	peers := peersOf(v.peersLocked())
+	infos, rejected := v.peersLocked()
+	v.logRejectionsLocked(rejected)
+	peers := peersOf(infos)
 	if v.sent != nil && slices.EqualFunc(peers, v.sent, peerEqual) {
 		v.mu.Unlock()
 		return
@@ -354,8 +395,9 @@ func peerEqual(a, b backend.Peer) bool {
 
 // Snapshot is the view's detail for /debug/peers (the peers' probes aside).
 type Snapshot struct {
-	Peers   []nodeapi.Peer
-	Members []nodeapi.Member
+	Peers    []nodeapi.Peer
+	Rejected []nodeapi.RejectedPeer
+	Members  []nodeapi.Member
 }
 
 // Snapshot returns the peers and the gossip members, sorted by subnet and by name.
@@ -363,7 +405,11 @@ func (v *View) Snapshot() Snapshot {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	var s Snapshot
-	for _, p := range v.peersLocked() {
+	infos, rejected := v.peersLocked()
+	for _, r := range rejected {
+		s.Rejected = append(s.Rejected, r.api())
+	}
+	for _, p := range infos {
 		d := nodeapi.Peer{
 			Name: p.peer.Name, Subnet: p.peer.Subnet, PublicIP: p.peer.PublicIP,
 			VtepMAC: p.peer.VtepMAC.String(), Source: p.source, Liveness: p.live,
@@ -429,6 +475,8 @@ type ViewStats struct {
 	PeersWithoutGossip int
 	// InvalidLeases counts leases of the last etcd set that cannot be programmed.
 	InvalidLeases int
+	// Rejected counts the leases left out, by reason (InvalidLeases among them).
+	Rejected map[backend.Reason]int
 	// Members counts alive gossip members, the local one aside.
 	Members int
 	// Current claims by status.
@@ -445,8 +493,13 @@ type ViewStats struct {
 func (v *View) Stats() ViewStats {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	s := ViewStats{InvalidLeases: len(v.invalid), RejectedClaimsTotal: v.rejectedTotal, SinkCalls: v.sinkCalls}
-	for _, p := range v.peersLocked() {
+	s := ViewStats{RejectedClaimsTotal: v.rejectedTotal, SinkCalls: v.sinkCalls, Rejected: map[backend.Reason]int{}}
+	infos, rejected := v.peersLocked()
+	for _, r := range rejected {
+		s.Rejected[r.reason]++
+	}
+	s.InvalidLeases = s.Rejected[backend.ReasonInvalid]
+	for _, p := range infos {
 		s.Peers++
 		switch p.source {
 		case nodeapi.SourceEtcd:

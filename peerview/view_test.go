@@ -82,6 +82,9 @@ func renderView(v *View) string {
 	for _, p := range snap.Peers {
 		fmt.Fprintf(&b, "peer %s %s %s %s source=%s liveness=%s\n", p.Subnet, p.Name, p.PublicIP, p.VtepMAC, p.Source, p.Liveness)
 	}
+	for _, r := range snap.Rejected {
+		fmt.Fprintf(&b, "rejected %s %s %s %s rev=%d reason=%s (%s)\n", r.Subnet, r.Name, r.PublicIP, r.VtepMAC, r.CreateRevision, r.Reason, r.Detail)
+	}
 	for _, m := range snap.Members {
 		fmt.Fprintf(&b, "member %s %s %s claim=%s", m.Name, m.Status, prefixString(m.Subnet), m.Claim)
 		if m.Reason != "" {
@@ -90,6 +93,11 @@ func renderView(v *View) string {
 		b.WriteString("\n")
 	}
 	s := v.Stats()
+	for _, r := range backend.Reasons() {
+		if n := s.Rejected[r]; n > 0 {
+			fmt.Fprintf(&b, "stats rejected[%s]=%d\n", r, n)
+		}
+	}
 	fmt.Fprintf(&b, "stats peers=%d etcd=%d gossip=%d alive=%d unreachable=%d nogossip=%d invalid=%d members=%d used=%d pending=%d rejected=%d rejected_total=%d\n",
 		s.Peers, s.PeersFromEtcd, s.PeersFromGossip, s.PeersAlive, s.PeersUnreachable, s.PeersWithoutGossip,
 		s.InvalidLeases, s.Members, s.UsedClaims, s.PendingClaims, s.RejectedClaims, s.RejectedClaimsTotal)
@@ -111,6 +119,21 @@ func newTestView(t testing.TB, sink func([]backend.Peer)) *View {
 	return v
 }
 
+// testLocal is this node as the daemon describes it: 192.0.2.1/24 and 198.18.0.1/25 on the
+// underlay, 192.0.2.77 a secondary address, in pod network 10.244.0.0/16.
+var testLocal = backend.Local{
+	PodNetwork: netip.MustParsePrefix("10.244.0.0/16"),
+	Underlay:   []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("198.18.0.1/25")},
+	Addrs:      []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.77"), netip.MustParseAddr("198.18.0.1")},
+	VtepMAC:    mac("02:00:00:00:00:01"),
+}
+
+// created is l with the etcd create revision rev.
+func created(l subnet.Lease, rev int64) subnet.Lease {
+	l.CreateRevision = rev
+	return l
+}
+
 // The standard lease set: this node, two weft nodes and a flannel node.
 var (
 	leaseLocal   = lease("local", "10.244.0.0/24", "192.0.2.1", "02:00:00:00:00:01", 10)
@@ -125,6 +148,7 @@ func TestViewRules(t *testing.T) {
 	setLeases := func(ls ...subnet.Lease) step { return func(v *View) { v.SetLeases(ls) } }
 	observe := func(s gossip.MemberState) step { return func(v *View) { v.ObserveMember(s) } }
 	localSubnet := func(p string) step { return func(v *View) { v.SetLocalSubnet(netip.MustParsePrefix(p)) } }
+	setLocal := func(v *View) { v.SetLocal(testLocal) }
 	tests := []struct {
 		name  string
 		steps []step
@@ -282,8 +306,71 @@ stats peers=1 etcd=1 gossip=0 alive=0 unreachable=0 nogossip=1 invalid=0 members
 			observe(gossip.MemberState{Name: "node-g", Status: gossip.StatusAlive, MetaErr: fmt.Errorf("%w: member advertises none", gossip.ErrInvalidMeta)}),
 		},
 		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:02 source=etcd liveness=unknown
+rejected 10.244.6.1/24 node-f 192.0.2.6 02:00:00:00:00:06 rev=0 reason=invalid (subnet 10.244.6.1/24: want a masked IPv4 prefix)
+rejected 10.244.8.0/24 192.0.2.8 192.0.2.8 0e:00:00:00:00:08 rev=0 reason=invalid (invalid lease: BackendType="host-gw": weft speaks to "vxlan" nodes only)
 member node-g alive "" claim=none (invalid gossip meta: member advertises none)
+stats rejected[invalid]=2
 stats peers=1 etcd=1 gossip=0 alive=0 unreachable=0 nogossip=1 invalid=2 members=1 used=0 pending=0 rejected=0 rejected_total=0
+`,
+	}, {
+		name: "endpoints this node cannot tunnel to are rejected, whatever their source",
+		steps: []step{
+			setLocal,
+			setLeases(leaseB,
+				lease("bcast", "10.244.4.0/24", "192.0.2.255", "02:00:00:00:00:04", 1),
+				lease("net", "10.244.5.0/24", "192.0.2.0", "02:00:00:00:00:05", 1),
+				lease("pod", "10.244.6.0/24", "10.244.0.7", "02:00:00:00:00:06", 1),
+				lease("second", "10.244.7.0/24", "192.0.2.77", "02:00:00:00:00:07", 1),
+				lease("mac", "10.244.8.0/24", "192.0.2.8", "02:00:00:00:00:01", 1),
+				lease("sec-bcast", "10.244.10.0/24", "198.18.0.127", "02:00:00:00:00:0a", 1),
+				lease("lab", "10.244.11.0/24", "198.18.0.200", "02:00:00:00:00:0b", 1),
+				lease("node-c", "10.244.3.0/24", "192.0.2.3", "02:00:00:00:00:03", 1)),
+			observe(claim("node-c", gossip.StatusAlive, "10.244.3.0/24", "192.0.2.1", "02:00:00:00:00:03", 2)),
+		},
+		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:02 source=etcd liveness=unknown
+peer 10.244.11.0/24 lab 198.18.0.200 02:00:00:00:00:0b source=etcd liveness=unknown
+rejected 10.244.3.0/24 node-c 192.0.2.1 02:00:00:00:00:03 rev=0 reason=local-address (invalid peer: PublicIP 192.0.2.1 is this node's own address (attributes from gossip))
+rejected 10.244.4.0/24 bcast 192.0.2.255 02:00:00:00:00:04 rev=0 reason=public-ip (invalid peer: PublicIP 192.0.2.255 is the broadcast address of the underlay prefix 192.0.2.0/24)
+rejected 10.244.5.0/24 net 192.0.2.0 02:00:00:00:00:05 rev=0 reason=public-ip (invalid peer: PublicIP 192.0.2.0 is the network address of the underlay prefix 192.0.2.0/24)
+rejected 10.244.6.0/24 pod 10.244.0.7 02:00:00:00:00:06 rev=0 reason=public-ip (invalid peer: PublicIP 10.244.0.7 is inside the pod network 10.244.0.0/16)
+rejected 10.244.7.0/24 second 192.0.2.77 02:00:00:00:00:07 rev=0 reason=local-address (invalid peer: PublicIP 192.0.2.77 is this node's own address)
+rejected 10.244.8.0/24 mac 192.0.2.8 02:00:00:00:00:01 rev=0 reason=own-vtep-mac (invalid peer: VtepMAC 02:00:00:00:00:01 is this node's own)
+rejected 10.244.10.0/24 sec-bcast 198.18.0.127 02:00:00:00:00:0a rev=0 reason=public-ip (invalid peer: PublicIP 198.18.0.127 is the broadcast address of the underlay prefix 198.18.0.0/25)
+member node-c alive 10.244.3.0/24 claim=used
+stats rejected[public-ip]=4
+stats rejected[local-address]=2
+stats rejected[own-vtep-mac]=1
+stats peers=2 etcd=2 gossip=0 alive=0 unreachable=0 nogossip=2 invalid=0 members=1 used=1 pending=0 rejected=0 rejected_total=0
+`,
+	}, {
+		name: "a shared VTEP MAC stays with the older lease; one node's subnets may share theirs",
+		steps: []step{
+			setLeases(
+				created(lease("newer", "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:99", 1), 900),
+				created(lease("older", "10.244.3.0/24", "192.0.2.3", "02:00:00:00:00:99", 1), 300),
+				created(lease("older", "10.244.4.0/24", "192.0.2.3", "02:00:00:00:00:99", 1), 500)),
+		},
+		want: `peer 10.244.3.0/24 older 192.0.2.3 02:00:00:00:00:99 source=etcd liveness=unknown
+peer 10.244.4.0/24 older 192.0.2.3 02:00:00:00:00:99 source=etcd liveness=unknown
+rejected 10.244.2.0/24 newer 192.0.2.2 02:00:00:00:00:99 rev=900 reason=shared-vtep-mac (VtepMAC 02:00:00:00:00:99 is also used by older (subnet 10.244.3.0/24) at 192.0.2.3, whose lease is older)
+stats rejected[shared-vtep-mac]=1
+stats peers=2 etcd=2 gossip=0 alive=0 unreachable=0 nogossip=2 invalid=0 members=0 used=0 pending=0 rejected=0 rejected_total=0
+`,
+	}, {
+		name: "of several leases for one subnet the oldest is the peer",
+		steps: []step{
+			setLeases(
+				created(lease("intruder", "10.244.37.0/24", "192.0.2.66", "02:00:00:00:00:66", 9), 700),
+				created(lease("owner", "10.244.37.0/24", "192.0.2.37", "02:00:00:00:00:37", 1), 200),
+				created(lease("third", "10.244.37.0/24", "192.0.2.38", "02:00:00:00:00:38", 1), 800)),
+			observe(claim("intruder", gossip.StatusAlive, "10.244.37.0/24", "192.0.2.66", "02:00:00:00:00:66", 9)),
+		},
+		want: `peer 10.244.37.0/24 owner 192.0.2.37 02:00:00:00:00:37 source=etcd liveness=unknown
+rejected 10.244.37.0/24 intruder 192.0.2.66 02:00:00:00:00:66 rev=700 reason=duplicate-subnet (the subnet is also leased to owner by an older key (created at revision 200, this one at 700))
+rejected 10.244.37.0/24 third 192.0.2.38 02:00:00:00:00:38 rev=800 reason=duplicate-subnet (the subnet is also leased to owner by an older key (created at revision 200, this one at 800))
+member intruder alive 10.244.37.0/24 claim=rejected (subnet leased to "owner")
+stats rejected[duplicate-subnet]=2
+stats peers=1 etcd=1 gossip=0 alive=0 unreachable=0 nogossip=1 invalid=0 members=1 used=0 pending=0 rejected=1 rejected_total=1
 `,
 	}}
 	for _, tt := range tests {

@@ -58,15 +58,16 @@ func (a *LeaseAttrs) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidLease}, args...)...)
 	}
+	ipErr, macErr := CheckPublicIP(a.PublicIP), CheckVtepMAC(a.VtepMAC)
 	switch {
-	case !a.PublicIP.IsValid() || !a.PublicIP.Is4() || a.PublicIP.IsUnspecified() || a.PublicIP.IsMulticast():
-		return bad("PublicIP=%q: want a unicast IPv4 address", ipString(a.PublicIP))
+	case ipErr != nil:
+		return bad("PublicIP=%q: want a unicast IPv4 address: %w", ipString(a.PublicIP), ipErr)
 	case a.BackendType != BackendVXLAN:
 		return bad("BackendType=%q: weft speaks to %q nodes only", a.BackendType, BackendVXLAN)
 	case a.VNI < 1 || a.VNI > MaxVNI:
 		return bad("BackendData.VNI=%d: must be between 1 and %d", a.VNI, MaxVNI)
-	case len(a.VtepMAC) != 6 || a.VtepMAC[0]&1 == 1 || bytes.Equal(a.VtepMAC, make([]byte, 6)):
-		return bad("BackendData.VtepMAC=%q: want a unicast 6-byte MAC", a.VtepMAC.String())
+	case macErr != nil:
+		return bad("BackendData.VtepMAC=%q: want a unicast 6-byte MAC: %w", a.VtepMAC.String(), macErr)
 	case a.Format < 0:
 		return bad("WeftFormat=%d: negative", a.Format)
 	case a.GossipAddr.IsValid() && (a.GossipAddr.Port() == 0 || !a.GossipAddr.Addr().Is4()):
@@ -167,6 +168,9 @@ type Lease struct {
 	Expiry time.Time
 	// ModRevision is the etcd revision of the last write to the key.
 	ModRevision int64
+	// CreateRevision is the etcd revision that created the key: the lower, the older the lease.
+	// Peers resolve conflicting leases (one subnet, one VTEP MAC) in favour of the older.
+	CreateRevision int64
 }
 
 // Reserved reports whether the lease is a reservation: a key with no etcd lease, never expiring.

@@ -133,7 +133,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.LocalIP.IsValid() {
-		if err := validUnicast4(c.LocalIP); err != nil {
+		if err := subnet.CheckPublicIP(c.LocalIP); err != nil {
 			bad("LocalIP", "%v", err)
 		}
 	}
@@ -193,22 +193,6 @@ func validIfName(name string) error {
 		return fmt.Errorf("%q is not a valid link name", name)
 	case strings.ContainsAny(name, "/: \t\n\x00"):
 		return fmt.Errorf("%q contains '/', ':', NUL or whitespace", name)
-	}
-	return nil
-}
-
-func validUnicast4(a netip.Addr) error {
-	switch {
-	case !a.Is4():
-		return fmt.Errorf("%s is not IPv4", a)
-	case a.IsUnspecified():
-		return fmt.Errorf("%s is unspecified", a)
-	case a.IsLoopback():
-		return fmt.Errorf("%s is loopback", a)
-	case a.IsMulticast():
-		return fmt.Errorf("%s is multicast", a)
-	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		return fmt.Errorf("%s is broadcast", a)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/weft-net/weft/internal/atomicfile"
+	"github.com/weft-net/weft/subnet"
 )
 
 // ErrBadMACFile marks a persisted VTEP MAC file that cannot be used.
@@ -87,23 +88,10 @@ func parseMACFile(data []byte) (net.HardwareAddr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %v", ErrBadMACFile, s, err)
 	}
-	if err := validVtepMAC(mac); err != nil {
+	if err := subnet.CheckVtepMAC(mac); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadMACFile, err)
 	}
 	return mac, nil
-}
-
-// validVtepMAC accepts a 6-byte, non-zero unicast MAC.
-func validVtepMAC(mac net.HardwareAddr) error {
-	switch {
-	case len(mac) != 6:
-		return fmt.Errorf("%q is not a 6-byte MAC", mac.String())
-	case mac[0]&0x01 != 0:
-		return fmt.Errorf("%s is a multicast or broadcast MAC", mac)
-	case mac[0]|mac[1]|mac[2]|mac[3]|mac[4]|mac[5] == 0:
-		return fmt.Errorf("%s is the zero MAC", mac)
-	}
-	return nil
 }
 
 // writeMACFile persists mac atomically.

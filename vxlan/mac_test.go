@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/weft-net/weft/subnet"
 )
 
 func TestDeriveMAC(t *testing.T) {
@@ -12,7 +14,7 @@ func TestDeriveMAC(t *testing.T) {
 	if a.String() != deriveMAC("node-1", 1).String() {
 		t.Fatalf("derivation is not deterministic")
 	}
-	if err := validVtepMAC(a); err != nil {
+	if err := subnet.CheckVtepMAC(a); err != nil {
 		t.Fatalf("derived MAC %s: %v", a, err)
 	}
 	if a[0]&0x02 == 0 {
@@ -48,7 +50,7 @@ func TestVtepMACPersistence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := validVtepMAC(random); err != nil || random[0]&0x02 == 0 {
+	if err := subnet.CheckVtepMAC(random); err != nil || random[0]&0x02 == 0 {
 		t.Fatalf("random MAC %s: %v", random, err)
 	}
 	again, err := vtepMAC(dir, "weft.2", "", 2)
@@ -86,7 +88,7 @@ func FuzzParseMACFile(f *testing.F) {
 			}
 			return
 		}
-		if err := validVtepMAC(mac); err != nil {
+		if err := subnet.CheckVtepMAC(mac); err != nil {
 			t.Fatalf("accepted unusable MAC %s: %v", mac, err)
 		}
 		back, err := parseMACFile([]byte(mac.String() + "\n"))

@@ -2,12 +2,16 @@ package vxlan
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"slices"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/subnet"
 )
 
 // mac is a VTEP MAC as a comparable value.
@@ -23,9 +27,22 @@ type peerID struct {
 	subnet netip.Prefix
 }
 
-// fail wraps err as a failure of this peer alone.
+// fail wraps err, a kernel failure on one of this peer's entries, as the peer's. When the kernel
+// refused the entry as invalid (refused), the error wraps backend.ErrRefusedPeer: the peer alone
+// is at fault.
 func (id peerID) fail(err error) error {
-	return &backend.PeerError{Peer: id.name, Subnet: id.subnet, Err: err}
+	pe := &backend.PeerError{Peer: id.name, Subnet: id.subnet, Err: err}
+	if refused(err) {
+		pe.Reason, pe.Err = backend.ReasonKernel, fmt.Errorf("%w: %w", backend.ErrRefusedPeer, err)
+	}
+	return pe
+}
+
+// refused reports kernel errors that say the entry's data is invalid: EINVAL (a gateway that is a
+// local or broadcast address, ...) and ERANGE. Others (EPERM, ENODEV, ENOBUFS, ...) are not about
+// the peer.
+func refused(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ERANGE)
 }
 
 // neighSpec is a desired permanent neighbour entry on the device: the peer subnet's network
@@ -58,9 +75,10 @@ type desired struct {
 }
 
 // peerError is the *backend.PeerError of an invalid peer: it wraps backend.ErrInvalidPeer and says
-// the problem.
-func peerError(p backend.Peer, format string, args ...any) error {
-	return peerID{p.Name, p.Subnet}.fail(fmt.Errorf("%w: %s", backend.ErrInvalidPeer, fmt.Sprintf(format, args...)))
+// the reason and the problem.
+func peerError(p backend.Peer, r backend.Reason, format string, args ...any) error {
+	return &backend.PeerError{Peer: p.Name, Subnet: p.Subnet, Reason: r,
+		Err: fmt.Errorf("%w: %s", backend.ErrInvalidPeer, fmt.Sprintf(format, args...))}
 }
 
 // buildDesired validates peers and returns the desired state of the valid ones plus one error per
@@ -69,8 +87,9 @@ func peerError(p backend.Peer, format string, args ...any) error {
 func (b *Backend) buildDesired(peers []backend.Peer) (*desired, []error) {
 	var errs []error
 	cands := make([]candidate, 0, len(peers))
+	local := b.local()
 	for _, p := range peers {
-		c, err := b.checkPeer(p)
+		c, err := b.checkPeer(p, &local)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -91,10 +110,10 @@ func (b *Backend) buildDesired(peers []backend.Peer) (*desired, []error) {
 	for i := range cands {
 		if reach >= 0 && cands[reach].peer.Subnet.Overlaps(cands[i].peer.Subnet) {
 			r := &cands[reach]
-			cands[i].reject(fmt.Sprintf("Subnet overlaps peer %q (subnet %s)", r.peer.Name, r.peer.Subnet))
-			r.reject(fmt.Sprintf("Subnet overlaps peer %q (subnet %s)", cands[i].peer.Name, cands[i].peer.Subnet))
+			cands[i].reject(backend.ReasonSubnet, fmt.Sprintf("Subnet overlaps peer %q (subnet %s)", r.peer.Name, r.peer.Subnet))
+			r.reject(backend.ReasonSubnet, fmt.Sprintf("Subnet overlaps peer %q (subnet %s)", cands[i].peer.Name, cands[i].peer.Subnet))
 		}
-		if reach < 0 || lastAddr(cands[i].peer.Subnet).Compare(lastAddr(cands[reach].peer.Subnet)) > 0 {
+		if reach < 0 || subnet.LastAddr(cands[i].peer.Subnet).Compare(subnet.LastAddr(cands[reach].peer.Subnet)) > 0 {
 			reach = i
 		}
 	}
@@ -107,8 +126,8 @@ func (b *Backend) buildDesired(peers []backend.Peer) (*desired, []error) {
 			continue
 		}
 		if cands[j].public != cands[i].public {
-			cands[i].reject(fmt.Sprintf("VtepMAC %s is also used by peer %q at %s", cands[i].mac, cands[j].peer.Name, cands[j].public))
-			cands[j].reject(fmt.Sprintf("VtepMAC %s is also used by peer %q at %s", cands[j].mac, cands[i].peer.Name, cands[i].public))
+			cands[i].reject(backend.ReasonSharedMAC, fmt.Sprintf("VtepMAC %s is also used by peer %q at %s", cands[i].mac, cands[j].peer.Name, cands[j].public))
+			cands[j].reject(backend.ReasonSharedMAC, fmt.Sprintf("VtepMAC %s is also used by peer %q at %s", cands[j].mac, cands[i].peer.Name, cands[i].public))
 		}
 	}
 
@@ -119,7 +138,7 @@ func (b *Backend) buildDesired(peers []backend.Peer) (*desired, []error) {
 	}
 	for _, c := range cands {
 		if c.conflict != "" {
-			errs = append(errs, peerError(c.peer, "%s", c.conflict))
+			errs = append(errs, peerError(c.peer, c.reason, "%s", c.conflict))
 			continue
 		}
 		name := peerID{c.peer.Name, c.peer.Subnet}
@@ -135,18 +154,52 @@ func (b *Backend) buildDesired(peers []backend.Peer) (*desired, []error) {
 	return d, errs
 }
 
+// without returns d less the entries of the peers whose subnet is in drop. An FDB entry of a
+// dropped peer stays when another peer's neighbour entry has its MAC (one node, several subnets).
+func (d *desired) without(drop map[netip.Prefix]bool) *desired {
+	out := &desired{
+		neigh:  make(map[netip.Addr]neighSpec, len(d.neigh)),
+		fdb:    make(map[mac]fdbSpec, len(d.fdb)),
+		routes: make(map[netip.Prefix]routeSpec, len(d.routes)),
+	}
+	for ip, s := range d.neigh {
+		if !drop[s.peer.subnet] {
+			out.neigh[ip] = s
+		}
+	}
+	for dst, s := range d.routes {
+		if !drop[s.peer.subnet] {
+			out.routes[dst] = s
+		}
+	}
+	for m, s := range d.fdb {
+		if !drop[s.peer.subnet] {
+			out.fdb[m] = s
+			continue
+		}
+		for _, n := range out.neigh {
+			if n.mac == m {
+				out.fdb[m] = fdbSpec{peer: n.peer, dst: s.dst}
+				break
+			}
+		}
+	}
+	return out
+}
+
 // candidate is a peer that passed checkPeer, awaiting the checks against the other peers.
 type candidate struct {
 	peer   backend.Peer
 	public netip.Addr
 	mac    mac
-	// conflict names the first problem found with other peers; empty if none.
+	// conflict names the first problem found with other peers, and reason its kind; empty if none.
 	conflict string
+	reason   backend.Reason
 }
 
-func (c *candidate) reject(why string) {
+func (c *candidate) reject(r backend.Reason, why string) {
 	if c.conflict == "" {
-		c.conflict = why
+		c.conflict, c.reason = why, r
 	}
 }
 
@@ -155,44 +208,31 @@ type checkedPeer struct {
 	mac    mac
 }
 
-// checkPeer validates one peer on its own.
-func (b *Backend) checkPeer(p backend.Peer) (checkedPeer, error) {
+// local is what the backend knows of its node to check a peer's endpoint: the underlay address,
+// its prefix and the VTEP MAC. The daemon's peer view checks against every local address.
+func (b *Backend) local() backend.Local {
+	return backend.Local{Underlay: []netip.Prefix{b.underlay.Net}, Addrs: []netip.Addr{b.underlay.IP}, VtepMAC: b.mac.hw()}
+}
+
+// checkPeer validates one peer on its own and against the local node.
+func (b *Backend) checkPeer(p backend.Peer, local *backend.Local) (checkedPeer, error) {
 	var c checkedPeer
 	switch s := p.Subnet; {
 	case !s.IsValid():
-		return c, peerError(p, "Subnet is missing or invalid")
+		return c, peerError(p, backend.ReasonInvalid, "Subnet is missing or invalid")
 	case !s.Addr().Is4():
-		return c, peerError(p, "Subnet %s is not IPv4", s)
+		return c, peerError(p, backend.ReasonInvalid, "Subnet %s is not IPv4", s)
 	case s != s.Masked():
-		return c, peerError(p, "Subnet %s has host bits set", s)
+		return c, peerError(p, backend.ReasonInvalid, "Subnet %s has host bits set", s)
 	case s.Overlaps(b.cfg.Subnet):
-		return c, peerError(p, "Subnet %s overlaps this node's subnet %s", s, b.cfg.Subnet)
+		return c, peerError(p, backend.ReasonSubnet, "Subnet %s overlaps this node's subnet %s", s, b.cfg.Subnet)
+	case !p.PublicIP.IsValid():
+		return c, peerError(p, backend.ReasonInvalid, "PublicIP is missing")
 	}
-	if !p.PublicIP.IsValid() {
-		return c, peerError(p, "PublicIP is missing")
+	if err := local.CheckEndpoint(p); err != nil {
+		return c, err
 	}
 	c.public = p.PublicIP.Unmap()
-	if err := validUnicast4(c.public); err != nil {
-		return c, peerError(p, "PublicIP: %v", err)
-	}
-	if c.public == b.underlay.IP {
-		return c, peerError(p, "PublicIP %s is this node's own address", c.public)
-	}
-	if err := validVtepMAC(p.VtepMAC); err != nil {
-		return c, peerError(p, "VtepMAC: %v", err)
-	}
 	copy(c.mac[:], p.VtepMAC)
-	if c.mac == b.mac {
-		return c, peerError(p, "VtepMAC %s is this node's own", c.mac)
-	}
 	return c, nil
-}
-
-// lastAddr is the highest address in p.
-func lastAddr(p netip.Prefix) netip.Addr {
-	a := p.Addr().As4()
-	host := uint32(1)<<(32-p.Bits()) - 1
-	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
-	v |= host
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }

@@ -46,23 +46,31 @@ func TestBuildDesiredRejectsInvalidPeers(t *testing.T) {
 		name    string
 		peer    backend.Peer
 		problem string
+		reason  backend.Reason
 	}{
-		{"missing subnet", backend.Peer{Name: "x", PublicIP: netip.MustParseAddr("198.51.100.3"), VtepMAC: net.HardwareAddr{2, 0, 0, 0, 0, 3}}, "Subnet is missing"},
-		{"IPv6 subnet", peer("x", "fd00::/64", "198.51.100.3", "02:00:00:00:00:03"), "not IPv4"},
-		{"host bits", peer("x", "10.244.3.1/24", "198.51.100.3", "02:00:00:00:00:03"), "host bits"},
-		{"inside own subnet", peer("x", "10.244.1.128/25", "198.51.100.3", "02:00:00:00:00:03"), "overlaps this node's subnet"},
-		{"containing own subnet", peer("x", "10.244.0.0/16", "198.51.100.3", "02:00:00:00:00:03"), "overlaps this node's subnet"},
-		{"missing public IP", backend.Peer{Name: "x", Subnet: netip.MustParsePrefix("10.244.3.0/24"), VtepMAC: net.HardwareAddr{2, 0, 0, 0, 0, 3}}, "PublicIP is missing"},
-		{"unspecified public IP", peer("x", "10.244.3.0/24", "0.0.0.0", "02:00:00:00:00:03"), "unspecified"},
-		{"multicast public IP", peer("x", "10.244.3.0/24", "224.0.0.1", "02:00:00:00:00:03"), "multicast"},
-		{"IPv6 public IP", peer("x", "10.244.3.0/24", "2001:db8::3", "02:00:00:00:00:03"), "not IPv4"},
-		{"own public IP", peer("x", "10.244.3.0/24", "192.0.2.1", "02:00:00:00:00:03"), "own address"},
-		{"missing MAC", backend.Peer{Name: "x", Subnet: netip.MustParsePrefix("10.244.3.0/24"), PublicIP: netip.MustParseAddr("198.51.100.3")}, "not a 6-byte MAC"},
-		{"zero MAC", peer("x", "10.244.3.0/24", "198.51.100.3", "00:00:00:00:00:00"), "zero MAC"},
-		{"broadcast MAC", peer("x", "10.244.3.0/24", "198.51.100.3", "ff:ff:ff:ff:ff:ff"), "multicast or broadcast"},
-		{"multicast MAC", peer("x", "10.244.3.0/24", "198.51.100.3", "01:00:5e:00:00:01"), "multicast or broadcast"},
-		{"own MAC", peer("x", "10.244.3.0/24", "198.51.100.3", "02:ee:00:00:00:01"), "this node's own"},
-		{"long MAC", peer("x", "10.244.3.0/24", "198.51.100.3", "02:00:00:00:00:00:00:03"), "not a 6-byte MAC"},
+		{"missing subnet", backend.Peer{Name: "x", PublicIP: netip.MustParseAddr("198.51.100.3"), VtepMAC: net.HardwareAddr{2, 0, 0, 0, 0, 3}}, "Subnet is missing", backend.ReasonInvalid},
+		{"IPv6 subnet", peer("x", "fd00::/64", "198.51.100.3", "02:00:00:00:00:03"), "not IPv4", backend.ReasonInvalid},
+		{"host bits", peer("x", "10.244.3.1/24", "198.51.100.3", "02:00:00:00:00:03"), "host bits", backend.ReasonInvalid},
+		{"inside own subnet", peer("x", "10.244.1.128/25", "198.51.100.3", "02:00:00:00:00:03"), "overlaps this node's subnet", backend.ReasonSubnet},
+		{"containing own subnet", peer("x", "10.244.0.0/16", "198.51.100.3", "02:00:00:00:00:03"), "overlaps this node's subnet", backend.ReasonSubnet},
+		{"missing public IP", backend.Peer{Name: "x", Subnet: netip.MustParsePrefix("10.244.3.0/24"), VtepMAC: net.HardwareAddr{2, 0, 0, 0, 0, 3}}, "PublicIP is missing", backend.ReasonInvalid},
+		{"unspecified public IP", peer("x", "10.244.3.0/24", "0.0.0.0", "02:00:00:00:00:03"), "unspecified", backend.ReasonInvalid},
+		{"multicast public IP", peer("x", "10.244.3.0/24", "224.0.0.1", "02:00:00:00:00:03"), "multicast", backend.ReasonInvalid},
+		{"IPv6 public IP", peer("x", "10.244.3.0/24", "2001:db8::3", "02:00:00:00:00:03"), "not IPv4", backend.ReasonInvalid},
+		{"own public IP", peer("x", "10.244.3.0/24", "192.0.2.1", "02:00:00:00:00:03"), "own address", backend.ReasonLocalAddr},
+		{"missing MAC", backend.Peer{Name: "x", Subnet: netip.MustParsePrefix("10.244.3.0/24"), PublicIP: netip.MustParseAddr("198.51.100.3")}, "not a 6-byte MAC", backend.ReasonInvalid},
+		{"zero MAC", peer("x", "10.244.3.0/24", "198.51.100.3", "00:00:00:00:00:00"), "zero MAC", backend.ReasonInvalid},
+		{"broadcast MAC", peer("x", "10.244.3.0/24", "198.51.100.3", "ff:ff:ff:ff:ff:ff"), "multicast or broadcast", backend.ReasonInvalid},
+		{"multicast MAC", peer("x", "10.244.3.0/24", "198.51.100.3", "01:00:5e:00:00:01"), "multicast or broadcast", backend.ReasonInvalid},
+		{"own MAC", peer("x", "10.244.3.0/24", "198.51.100.3", "02:ee:00:00:00:01"), "this node's own", backend.ReasonOwnMAC},
+		{"long MAC", peer("x", "10.244.3.0/24", "198.51.100.3", "02:00:00:00:00:00:00:03"), "not a 6-byte MAC", backend.ReasonInvalid},
+		{"loopback public IP", peer("x", "10.244.3.0/24", "127.0.0.1", "02:00:00:00:00:03"), "loopback", backend.ReasonInvalid},
+		{"link-local public IP", peer("x", "10.244.3.0/24", "169.254.1.1", "02:00:00:00:00:03"), "link-local", backend.ReasonInvalid},
+		{"this-network public IP", peer("x", "10.244.3.0/24", "0.1.2.3", "02:00:00:00:00:03"), "0.0.0.0/8", backend.ReasonInvalid},
+		{"reserved public IP", peer("x", "10.244.3.0/24", "240.0.0.1", "02:00:00:00:00:03"), "240.0.0.0/4", backend.ReasonInvalid},
+		{"limited broadcast public IP", peer("x", "10.244.3.0/24", "255.255.255.255", "02:00:00:00:00:03"), "limited broadcast", backend.ReasonInvalid},
+		{"underlay broadcast public IP", peer("x", "10.244.3.0/24", "192.0.2.255", "02:00:00:00:00:03"), "broadcast address of the underlay prefix 192.0.2.0/24", backend.ReasonPublicIP},
+		{"underlay network public IP", peer("x", "10.244.3.0/24", "192.0.2.0", "02:00:00:00:00:03"), "network address of the underlay prefix", backend.ReasonPublicIP},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,8 +79,8 @@ func TestBuildDesiredRejectsInvalidPeers(t *testing.T) {
 			if len(errs) != 1 || !errors.Is(errs[0], backend.ErrInvalidPeer) || !strings.Contains(errs[0].Error(), tt.problem) {
 				t.Fatalf("errors %v, want one ErrInvalidPeer mentioning %q", errs, tt.problem)
 			}
-			if pe := (*backend.PeerError)(nil); !errors.As(errs[0], &pe) || pe.Peer != "x" {
-				t.Fatalf("error %q does not name the peer", errs[0])
+			if pe := (*backend.PeerError)(nil); !errors.As(errs[0], &pe) || pe.Peer != "x" || pe.Reason != tt.reason {
+				t.Fatalf("error %q does not name the peer and reason %q", errs[0], tt.reason)
 			}
 			want := "fdb 02:aa:00:00:00:02 198.51.100.2 (good)\nneigh 10.244.2.0 02:aa:00:00:00:02 (good)\n" +
 				"route 10.244.2.0/24 via 10.244.2.0 direct false (good)"
@@ -128,6 +136,50 @@ route 10.244.13.0/24 via 10.244.13.0 direct false (multi-2)`
 		wantNames := slices.Sorted(slices.Values(rejected))
 		if !slices.Equal(names, wantNames) {
 			t.Fatalf("round %d: rejected %v, want %v", round, names, wantNames)
+		}
+	}
+}
+
+// TestDesiredWithout: dropping peers removes their entries only; an FDB entry that another subnet
+// of the same node still needs stays, attributed to that subnet.
+func TestDesiredWithout(t *testing.T) {
+	d, errs := offlineBackend(true).buildDesired([]backend.Peer{
+		peer("a", "10.244.2.0/24", "198.51.100.2", "02:aa:00:00:00:02"),
+		peer("multi-3", "10.244.3.0/24", "198.51.100.3", "02:aa:00:00:00:03"),
+		peer("multi-4", "10.244.4.0/24", "198.51.100.3", "02:aa:00:00:00:03"),
+		peer("direct", "10.244.5.0/24", "192.0.2.5", "02:aa:00:00:00:05"),
+	})
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	tests := []struct {
+		drop string
+		want string
+	}{
+		{"10.244.2.0/24 10.244.5.0/24", `fdb 02:aa:00:00:00:03 198.51.100.3 (multi-4)
+neigh 10.244.3.0 02:aa:00:00:00:03 (multi-3)
+neigh 10.244.4.0 02:aa:00:00:00:03 (multi-4)
+route 10.244.3.0/24 via 10.244.3.0 direct false (multi-3)
+route 10.244.4.0/24 via 10.244.4.0 direct false (multi-4)`},
+		{"10.244.3.0/24 10.244.4.0/24", `fdb 02:aa:00:00:00:02 198.51.100.2 (a)
+neigh 10.244.2.0 02:aa:00:00:00:02 (a)
+route 10.244.2.0/24 via 10.244.2.0 direct false (a)
+route 10.244.5.0/24 via 192.0.2.5 direct true (direct)`},
+		{"10.244.4.0/24", `fdb 02:aa:00:00:00:02 198.51.100.2 (a)
+fdb 02:aa:00:00:00:03 198.51.100.3 (multi-3)
+neigh 10.244.2.0 02:aa:00:00:00:02 (a)
+neigh 10.244.3.0 02:aa:00:00:00:03 (multi-3)
+route 10.244.2.0/24 via 10.244.2.0 direct false (a)
+route 10.244.3.0/24 via 10.244.3.0 direct false (multi-3)
+route 10.244.5.0/24 via 192.0.2.5 direct true (direct)`},
+	}
+	for _, tt := range tests {
+		drop := map[netip.Prefix]bool{}
+		for _, p := range strings.Fields(tt.drop) {
+			drop[netip.MustParsePrefix(p)] = true
+		}
+		if got := renderDesired(d.without(drop)); got != tt.want {
+			t.Errorf("drop %s:\n%s\nwant:\n%s", tt.drop, got, tt.want)
 		}
 	}
 }

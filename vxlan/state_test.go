@@ -2,9 +2,11 @@ package vxlan
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,5 +189,80 @@ route 10.244.2.0/24 via 10.244.2.0 dev weft.1 onlink proto 87 metric 652
 	routes, err := n.h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: dst}, netlink.RT_FILTER_DST)
 	if err != nil || len(routes) != 1 || routes[0].Protocol != unix.RTPROT_BOOT || !routes[0].Gw.Equal(net.ParseIP("192.0.2.254")) {
 		t.Fatalf("foreign route to %s changed: %v %v", dst, routes, err)
+	}
+}
+
+// TestKernelRefusedPeerSkippedAlone: a peer whose entries the kernel refuses (here a direct route
+// the kernel calls "Nexthop has invalid gateway") is
+// reported as that peer's ErrRefusedPeer and left out; the other peers are programmed, and the
+// reconciles that follow neither retry nor fail. The peer's PublicIP is the broadcast address of a
+// secondary underlay prefix, which the backend, knowing the primary one only, takes for a host.
+func TestKernelRefusedPeerSkippedAlone(t *testing.T) {
+	nstest.RequireRoot(t)
+	n := newNode(t)
+	withUnderlay(t, n, "192.0.2.1/24")
+	n.addAddr(t, "u0", "192.0.2.65/26")
+	cfg := testConfig(t)
+	cfg.DirectRouting = true
+	b := newBackend(t, n, cfg)
+	if err := b.EnsureDevice(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	bad := peer("bad", "10.244.6.0/24", "192.0.2.127", "02:aa:00:00:00:06")
+	err := b.SetPeers([]backend.Peer{peerA, bad, peerC})
+	errs := leafErrors(err)
+	var pe *backend.PeerError
+	if len(errs) != 1 || !errors.As(errs[0], &pe) || pe.Peer != "bad" || pe.Reason != backend.ReasonKernel ||
+		!errors.Is(errs[0], backend.ErrRefusedPeer) || !errors.Is(errs[0], unix.EINVAL) || !pe.Isolated() {
+		t.Fatalf("SetPeers = %v, want one ErrRefusedPeer (EINVAL) of peer bad", err)
+	}
+	want := `fdb 02:aa:00:00:00:02 dst 198.51.100.2
+neigh 10.244.2.0 lladdr 02:aa:00:00:00:02
+route 10.244.2.0/24 via 10.244.2.0 dev weft.1 onlink proto 87 metric 652
+route 10.244.4.0/24 via 192.0.2.4 dev u0 proto 87 metric 2222
+`
+	if diff := textDiff(renderPeers(t, n, "weft.1", DefaultRouteProtocol), want); diff != "" {
+		t.Fatal(diff)
+	}
+	writes := b.Stats().Writes
+	if err := b.reconcile(backend.TriggerResync); err != nil {
+		t.Fatalf("resync after the refusal = %v, want nil", err)
+	}
+	if st := b.Stats(); st.Failures != 0 || st.Writes != writes {
+		t.Fatalf("after the resync: %d failures, %d writes (was %d): want none, and no retry of the refused peer", st.Failures, st.Writes, writes)
+	}
+	// The next peer set tries the peer again: once it is valid, it is programmed.
+	fixed := peer("bad", "10.244.6.0/24", "192.0.2.6", "02:aa:00:00:00:06")
+	if err := b.SetPeers([]backend.Peer{peerA, fixed, peerC}); err != nil {
+		t.Fatalf("SetPeers with the peer fixed = %v", err)
+	}
+	if got := renderPeers(t, n, "weft.1", DefaultRouteProtocol); !strings.Contains(got, "route 10.244.6.0/24 via 192.0.2.6 dev u0") {
+		t.Fatalf("fixed peer not programmed:\n%s", got)
+	}
+}
+
+// TestLocalFacts: every address of the node counts, and every prefix of the underlay link.
+func TestLocalFacts(t *testing.T) {
+	nstest.RequireRoot(t)
+	n := newNode(t)
+	withUnderlay(t, n, "192.0.2.1/24")
+	n.addAddr(t, "u0", "192.0.2.65/26")
+	n.addAddr(t, "u1", "203.0.113.9/24")
+	u, err := FindUnderlay(n.h, "u0", netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := LocalFacts(n.h, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := fmt.Sprint(l.Addrs)
+	for _, want := range []string{"127.0.0.1", "192.0.2.1", "192.0.2.65", "203.0.113.9"} {
+		if !strings.Contains(addrs, want) {
+			t.Errorf("addresses %s lack %s", addrs, want)
+		}
+	}
+	if got := fmt.Sprint(l.Underlay); got != "[192.0.2.0/24 192.0.2.64/26]" {
+		t.Errorf("underlay prefixes %s, want [192.0.2.0/24 192.0.2.64/26]", got)
 	}
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/weft-net/weft/backend"
 )
 
 // ErrUnderlay marks a failure to find the underlay link, its address or its MTU.
@@ -90,4 +92,28 @@ func underlayLink(h *netlink.Handle, name string, ip netip.Addr) (netlink.Link, 
 		}
 	}
 	return nil, fmt.Errorf("%w: no IPv4 default route; give the underlay link or the node's address", ErrUnderlay)
+}
+
+// LocalFacts reads through h what a peer's endpoint is checked against on this node
+// (backend.Local.CheckEndpoint): every address of the node, secondary ones and other links'
+// included, and the prefixes of the IPv4 addresses of the underlay link u. The caller adds the
+// pod network and the VTEP MAC.
+func LocalFacts(h *netlink.Handle, u Underlay) (backend.Local, error) {
+	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return backend.Local{}, fmt.Errorf("%w: list the node's addresses: %w", ErrUnderlay, err)
+	}
+	var l backend.Local
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		l.Addrs = append(l.Addrs, ip)
+		if ones, _ := a.Mask.Size(); a.LinkIndex == u.Index && ip.Is4() {
+			l.Underlay = append(l.Underlay, netip.PrefixFrom(ip, ones).Masked())
+		}
+	}
+	return l, nil
 }

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -147,16 +148,41 @@ func (b *Backend) reconcile(trigger backend.Trigger) error {
 	return b.reconcileLocked(trigger)
 }
 
+// reconcileLocked ensures the device and syncs the peers. A peer whose entries the kernel refuses
+// is skipped alone: it leaves the desired state until the next SetPeers, and a second sync removes
+// what of it was written. A reconcile whose only errors are such peers' does not count as failed.
 func (b *Backend) reconcileLocked(trigger backend.Trigger) error {
 	b.stats.reconciles[trigger].Add(1)
 	dev, err := b.ensureDeviceLocked()
 	if err == nil && b.peersKnown.Load() {
 		err = b.syncPeers(dev, b.want.Load())
+		if drop := refusedSubnets(err); len(drop) > 0 {
+			d := b.want.Load().without(drop)
+			b.want.Store(d)
+			err = errors.Join(err, b.syncPeers(dev, d))
+		}
 	}
-	if err != nil {
+	if peers, other := backend.SplitErrors(err); len(other) > 0 || slices.ContainsFunc(peers, notIsolated) {
 		b.stats.failures.Add(1)
 	}
 	return err
+}
+
+func notIsolated(e *backend.PeerError) bool { return !e.Isolated() }
+
+// refusedSubnets are the subnets of the peers in err whose entries the kernel refused.
+func refusedSubnets(err error) map[netip.Prefix]bool {
+	peers, _ := backend.SplitErrors(err)
+	var out map[netip.Prefix]bool
+	for _, p := range peers {
+		if errors.Is(p, backend.ErrRefusedPeer) {
+			if out == nil {
+				out = map[netip.Prefix]bool{}
+			}
+			out[p.Subnet] = true
+		}
+	}
+	return out
 }
 
 type counters struct {

@@ -28,12 +28,14 @@ const (
 
 // Peers is the /debug/peers document: the node's peer view, with each peer's data-plane probe.
 type Peers struct {
-	Node    string   `json:"node"`
-	Subnet  string   `json:"subnet,omitempty"`
-	Ready   bool     `json:"ready"`
-	EtcdUp  bool     `json:"etcdUp"`
-	Peers   []Peer   `json:"peers"`
-	Members []Member `json:"members"`
+	Node   string `json:"node"`
+	Subnet string `json:"subnet,omitempty"`
+	Ready  bool   `json:"ready"`
+	EtcdUp bool   `json:"etcdUp"`
+	Peers  []Peer `json:"peers"`
+	// Rejected are the leases that are not programmed, and why.
+	Rejected []RejectedPeer `json:"rejected,omitempty"`
+	Members  []Member       `json:"members"`
 }
 
 // Peer is one peer: what is programmed, and what etcd and gossip each say.
@@ -49,6 +51,20 @@ type Peer struct {
 	Gossip   *GossipMember `json:"gossip,omitempty"`
 	// Probe is the last data-plane probe of the peer's VTEP address; nil before the first.
 	Probe *Probe `json:"probe,omitempty"`
+}
+
+// RejectedPeer is a lease that is not programmed: its data cannot be (Reason "invalid",
+// "public-ip", "local-address", "own-vtep-mac", "subnet"), it conflicts with an older lease
+// ("duplicate-subnet", "shared-vtep-mac"), or the kernel refused its entries ("kernel-refused").
+type RejectedPeer struct {
+	Name     string       `json:"name"`
+	Subnet   netip.Prefix `json:"subnet"`
+	PublicIP netip.Addr   `json:"publicIP"`
+	VtepMAC  string       `json:"vtepMAC"`
+	// CreateRevision is the etcd revision that created the lease's key; 0 when not known.
+	CreateRevision int64  `json:"createRevision,omitempty"`
+	Reason         string `json:"reason"`
+	Detail         string `json:"detail"`
 }
 
 // Attrs is one source's attributes for a peer.

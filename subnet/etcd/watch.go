@@ -48,7 +48,7 @@ func (m *Manager) leaseSet(kvs []*mvccpb.KeyValue, rev int64) LeaseSet {
 		if err == nil {
 			var a *subnet.LeaseAttrs
 			if a, err = subnet.ParseLeaseAttrs(kv.Value); err == nil {
-				ls.Leases = append(ls.Leases, subnet.Lease{Subnet: s, Attrs: *a, EtcdLease: kv.Lease, ModRevision: kv.ModRevision})
+				ls.Leases = append(ls.Leases, subnet.Lease{Subnet: s, Attrs: *a, EtcdLease: kv.Lease, ModRevision: kv.ModRevision, CreateRevision: kv.CreateRevision})
 				continue
 			}
 		}
