@@ -2,12 +2,14 @@ package daemon
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -79,11 +81,16 @@ func newNode(ctx context.Context, cfg *Config, netCfg *subnet.Config, mgr *wefte
 	if !gossipAddr.IsValid() {
 		gossipAddr = netip.AddrPortFrom(ul.IP, gossip.DefaultBindPort)
 	}
+	key, err := loadNodeKey(cfg.StateDir, log)
+	if err != nil {
+		return nil, err
+	}
 	n := &node{cfg: nodeConfig{
 		name: cfg.NodeName, network: netCfg, ipMasq: cfg.IPMasq, stateDir: cfg.StateDir, resync: cfg.ResyncInterval,
 		attrs: subnet.LeaseAttrs{
 			PublicIP: ul.IP, BackendType: subnet.BackendVXLAN, VNI: netCfg.Backend.VNI, VtepMAC: mac,
 			Format: subnet.LeaseFormat, NodeName: cfg.NodeName, GossipAddr: gossipAddr,
+			NodeKey: key.Public().(ed25519.PublicKey),
 		},
 		retry: backoff.Backoff{Min: 200 * time.Millisecond, Max: 10 * time.Second},
 	}, log: log, store: mgr, publish: envWriter(cfg.SubnetFile)}
@@ -104,35 +111,59 @@ func newNode(ctx context.Context, cfg *Config, netCfg *subnet.Config, mgr *wefte
 	}
 	n.be = be
 	n.start(lease, held)
-	view, err := peerview.NewView(peerview.ViewConfig{
-		LocalNode: cfg.NodeName, Quiet: peerview.DefaultQuiet, MaxDelay: peerview.DefaultMaxDelay, Logger: log,
-	}, n.program)
-	if err != nil {
-		return nil, err
-	}
-	n.view = view
-	view.SetLocalSubnet(lease.Subnet)
-	local, err := vxlan.LocalFacts(h, ul)
-	if err != nil {
-		return nil, err
-	}
-	local.PodNetwork, local.VtepMAC = netCfg.Network, mac
-	view.SetLocal(local)
-	gcfg := gossip.DefaultConfig()
-	gcfg.NodeName, gcfg.KeyFile, gcfg.Label, gcfg.Join, gcfg.Logger = cfg.NodeName, cfg.GossipKeyFile, cfg.GossipLabel, cfg.Join, log
-	gcfg.BindAddr, gcfg.BindPort, gcfg.AdvertiseAddr = gossipAddr.Addr(), int(gossipAddr.Port()), ul.IP
-	member, err := gossip.NewMember(gcfg, view)
-	if err != nil {
-		return nil, err
-	}
-	n.member = member
-	if err := member.SetMeta(n.meta(lease)); err != nil {
+	if err := n.startGossip(cfg, netCfg, h, ul, gossipAddr, key); err != nil {
 		return nil, err
 	}
 	n.joinSavedPeers()
 	n.prober = newProber(cfg.ProbeInterval, log)
 	n.metrics = newMetrics(n.gauges())
 	return n, nil
+}
+
+// startGossip builds the peer view and the gossip member, which signs its meta with the node key
+// and lets in only the members the view's leases back.
+func (n *node) startGossip(cfg *Config, netCfg *subnet.Config, h *netlink.Handle, ul vxlan.Underlay, addr netip.AddrPort, key ed25519.PrivateKey) error {
+	lease := n.snapshot().lease
+	view, err := peerview.NewView(peerview.ViewConfig{
+		LocalNode: cfg.NodeName, Quiet: peerview.DefaultQuiet, MaxDelay: peerview.DefaultMaxDelay, Logger: n.log,
+	}, n.program)
+	if err != nil {
+		return err
+	}
+	n.view = view
+	view.SetLocalSubnet(lease.Subnet)
+	local, err := vxlan.LocalFacts(h, ul)
+	if err != nil {
+		return err
+	}
+	local.PodNetwork, local.VtepMAC = netCfg.Network, n.cfg.attrs.VtepMAC
+	view.SetLocal(local)
+	gcfg := gossip.DefaultConfig()
+	gcfg.NodeName, gcfg.KeyFile, gcfg.Label, gcfg.Join, gcfg.Logger = cfg.NodeName, cfg.GossipKeyFile, cfg.GossipLabel, cfg.Join, n.log
+	gcfg.BindAddr, gcfg.BindPort, gcfg.AdvertiseAddr = addr.Addr(), int(addr.Port()), ul.IP
+	gcfg.NodeKey, gcfg.Admit = key, view
+	member, err := gossip.NewMember(gcfg, view)
+	if err != nil {
+		return err
+	}
+	n.member = member
+	return member.SetMeta(n.meta(lease))
+}
+
+// nodeKeyFile is the node key's file in the state directory.
+const nodeKeyFile = "node.key"
+
+// loadNodeKey loads the node's identity key from the state directory, making one on first start.
+func loadNodeKey(stateDir string, log *slog.Logger) (ed25519.PrivateKey, error) {
+	path := filepath.Join(stateDir, nodeKeyFile)
+	key, created, err := gossip.LoadNodeKey(path)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("created the node key; its public half goes into the lease", "file", path)
+	}
+	return key, nil
 }
 
 // serve installs forwarding and the rules, then runs every loop until ctx ends or one fails.

@@ -30,6 +30,7 @@ type gauges struct {
 	leaseExpiry    func() float64
 	gossipMembers  func() float64
 	rejectedClaims func() float64
+	refused        func() float64
 	peersBySource  func() map[string]float64
 	peerReachable  func() map[string]float64
 	peersRejected  func() map[string]float64
@@ -74,6 +75,9 @@ func newMetrics(g gauges) *metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "weft_gossip_rejected_claims_total", Help: "Gossip claims for a subnet that etcd says another node owns.",
 		}, g.rejectedClaims),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "weft_gossip_refused_total", Help: "Gossip announcements refused at admission: no lease names the member, another address than its lease records, or a meta not signed by the key in its lease.",
+		}, g.refused),
 		labeledGauge("weft_peers", "Peers in the view, by the source of their attributes.", "source", g.peersBySource),
 		labeledGauge("weft_peers_rejected", "Leases not programmed as peers, by reason: invalid data, an endpoint this node cannot tunnel to, a conflict with an older lease, or entries the kernel refused.",
 			"reason", g.peersRejected),

@@ -17,7 +17,7 @@ func registeredMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	one := func() float64 { return 1 }
 	m := newMetrics(gauges{
-		etcdUp: one, ready: one, leaseExpiry: one, gossipMembers: one, rejectedClaims: one,
+		etcdUp: one, ready: one, leaseExpiry: one, gossipMembers: one, rejectedClaims: one, refused: one,
 		peersBySource: func() map[string]float64 { return map[string]float64{"etcd": 1} },
 		peerReachable: func() map[string]float64 { return map[string]float64{"n2": 1} },
 		peersRejected: func() map[string]float64 { return map[string]float64{"invalid": 1} },
@@ -68,7 +68,7 @@ func TestReconcileMetricsByTrigger(t *testing.T) {
 	st.Reconciles[backend.TriggerSetPeers], st.Reconciles[backend.TriggerEvent], st.Reconciles[backend.TriggerResync] = 3, 5, 11
 	m := newMetrics(gauges{
 		etcdUp: func() float64 { return 0 }, ready: func() float64 { return 0 }, leaseExpiry: func() float64 { return 0 },
-		gossipMembers: func() float64 { return 0 }, rejectedClaims: func() float64 { return 0 },
+		gossipMembers: func() float64 { return 0 }, rejectedClaims: func() float64 { return 0 }, refused: func() float64 { return 0 },
 		peersBySource: func() map[string]float64 { return nil }, peerReachable: func() map[string]float64 { return nil },
 		peersRejected: func() map[string]float64 { return nil },
 		backend:       func() backend.Stats { return st },

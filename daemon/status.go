@@ -27,6 +27,7 @@ func (n *node) gauges() gauges {
 		},
 		gossipMembers:  func() float64 { return float64(n.member.Stats().Members) },
 		rejectedClaims: func() float64 { return float64(n.view.Stats().RejectedClaimsTotal) },
+		refused:        func() float64 { return float64(n.member.Stats().Refused) },
 		peersBySource: func() map[string]float64 {
 			s := n.view.Stats()
 			return map[string]float64{"etcd": float64(s.PeersFromEtcd), "gossip": float64(s.PeersFromGossip)}

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"net"
@@ -60,6 +61,11 @@ type Config struct {
 	Label string
 	// Join lists static "host:port" addresses to join, in addition to the ones JoinAddrs supplies.
 	Join []string
+	// NodeKey, when set, signs the member's meta (Meta.Sign) for its advertised address, so that
+	// peers can check it against the key in the node's lease; nil advertises unsigned meta.
+	NodeKey ed25519.PrivateKey
+	// Admit decides which other members are let in; nil admits every member (tests, tools).
+	Admit Admitter
 	// SkipLeave makes Run stop without broadcasting a leave, as if the node had crashed; for
 	// restarts that come back within seconds, where peers would otherwise see a leave and a
 	// rejoin.

@@ -34,6 +34,12 @@ var (
 	ErrInvalidKeyFile = errors.New("invalid gossip key file")
 	// ErrNoKeyFile is returned by Member.ReloadKeys when the member runs without a key file.
 	ErrNoKeyFile = errors.New("no gossip key file configured")
+	// ErrInvalidNodeKey marks a node key file that cannot be read, written or parsed.
+	ErrInvalidNodeKey = errors.New("invalid node key file")
+	// ErrBadSignature marks a meta whose signature does not verify with the node's key.
+	ErrBadSignature = errors.New("bad gossip meta signature")
+	// ErrRefused marks a member refused at admission (see Admitter).
+	ErrRefused = errors.New("gossip member refused")
 	// ErrStarted is returned by Member.Run when the member was already run once.
 	ErrStarted = errors.New("gossip member already started")
 )

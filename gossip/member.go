@@ -54,6 +54,15 @@ type Observer interface {
 	ObserveMember(MemberState)
 }
 
+// Admitter decides, for every alive message memberlist receives about another member (a join, a
+// meta change, a refutation, a relayed rumour), whether that member may be or stay a member; an
+// error refuses the message, so a refused member never enters the member list and cannot take a
+// real node's name. Admit runs under memberlist's member lock on its hot path: it must do no I/O
+// and return quickly. meta is the member's raw meta.
+type Admitter interface {
+	Admit(name string, addr netip.AddrPort, meta []byte) error
+}
+
 // MemberStats is a snapshot of a Member's gauges and counters, for metrics.
 type MemberStats struct {
 	// Members counts alive members, this one included; 0 before Run.
@@ -73,6 +82,10 @@ type MemberStats struct {
 	PrimaryKeyID string
 	// KeyReloads counts successful ReloadKeys calls.
 	KeyReloads uint64
+	// Refused counts alive messages the Admitter (or the own-name check) refused; RefusedMembers
+	// how many distinct members were refused in the last RefusedWindow (at most MaxRefused).
+	Refused        uint64
+	RefusedMembers int
 }
 
 // Member runs this node's memberlist instance.
@@ -87,7 +100,8 @@ type Member struct {
 	joining  atomic.Bool
 	keyMu    sync.Mutex
 
-	joinRounds, joinFailures, metaUpdates, keyReloads atomic.Uint64
+	joinRounds, joinFailures, metaUpdates, keyReloads, refusedTotal atomic.Uint64
+	refused                                                         refusals
 
 	mu        sync.Mutex
 	started   bool
@@ -215,6 +229,7 @@ func (m *Member) memberlistConfig() *memberlist.Config {
 	c.Delegate = d
 	c.Events = d
 	c.Conflict = d
+	c.Alive = d
 	c.Logger = memberlistLogger(m.log)
 	return c
 }
@@ -225,7 +240,13 @@ func (m *Member) SetMeta(meta Meta) error {
 	if meta.NodeName != m.cfg.NodeName {
 		return fmt.Errorf("%w: NodeName=%q: must be the member name %q", ErrInvalidMeta, meta.NodeName, m.cfg.NodeName)
 	}
-	b, err := meta.MarshalBinary()
+	var b []byte
+	var err error
+	if m.cfg.NodeKey != nil {
+		b, err = meta.Sign(m.cfg.NodeKey, m.Addr())
+	} else {
+		b, err = meta.MarshalBinary()
+	}
 	if err != nil {
 		return err
 	}
@@ -385,11 +406,13 @@ func (m *Member) Stats() MemberStats {
 	ml := m.ml
 	m.mu.Unlock()
 	s := MemberStats{
-		JoinRounds:   m.joinRounds.Load(),
-		JoinFailures: m.joinFailures.Load(),
-		MetaUpdates:  m.metaUpdates.Load(),
-		KeyReloads:   m.keyReloads.Load(),
-		Keys:         m.keyCount(),
+		JoinRounds:     m.joinRounds.Load(),
+		JoinFailures:   m.joinFailures.Load(),
+		MetaUpdates:    m.metaUpdates.Load(),
+		KeyReloads:     m.keyReloads.Load(),
+		Refused:        m.refusedTotal.Load(),
+		RefusedMembers: m.refused.count(time.Now()),
+		Keys:           m.keyCount(),
 	}
 	if m.keyring != nil {
 		s.PrimaryKeyID = KeyID(m.keyring.GetPrimaryKey())
@@ -401,7 +424,8 @@ func (m *Member) Stats() MemberStats {
 	return s
 }
 
-// delegate implements memberlist's Delegate, EventDelegate and ConflictDelegate for a Member.
+// delegate implements memberlist's Delegate, EventDelegate, ConflictDelegate and AliveDelegate
+// for a Member.
 type delegate struct{ m *Member }
 
 func (d delegate) NodeMeta(limit int) []byte {
@@ -420,6 +444,29 @@ func (delegate) MergeRemoteState(_ []byte, _ bool) {}
 func (d delegate) NotifyJoin(n *memberlist.Node)   { d.notify(n, StatusAlive) }
 func (d delegate) NotifyUpdate(n *memberlist.Node) { d.notify(n, StatusAlive) }
 func (d delegate) NotifyLeave(n *memberlist.Node)  { d.notify(n, StatusGone) }
+
+// NotifyAlive admits or refuses an alive message. This node's own name is admitted only at this
+// node's own address; any other member goes to the Admitter.
+func (d delegate) NotifyAlive(n *memberlist.Node) error {
+	addr := memberState(n, StatusAlive).Addr
+	var err error
+	switch {
+	case n.Name == d.m.cfg.NodeName && addr != d.m.Addr():
+		err = fmt.Errorf("this node's own name, announced at %s", addr)
+	case n.Name == d.m.cfg.NodeName || d.m.cfg.Admit == nil:
+		return nil
+	default:
+		err = d.m.cfg.Admit.Admit(n.Name, addr, n.Meta)
+	}
+	if err == nil {
+		return nil
+	}
+	d.m.refusedTotal.Add(1)
+	if d.m.refused.note(n.Name, addr, time.Now()) {
+		d.m.log.Warn("gossip member refused", "node", n.Name, "addr", addr, "err", err)
+	}
+	return fmt.Errorf("%w: %w", ErrRefused, err)
+}
 
 func (d delegate) NotifyConflict(existing, other *memberlist.Node) {
 	d.m.log.Warn("gossip member name in use at two addresses", "node", existing.Name,

@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
 	"net"
@@ -21,6 +22,11 @@ func testMeta(name, sn, ip, mac string, attrVersion int64) Meta {
 	}
 }
 
+// testKey is a fixed node key, so that signed encodings are reproducible.
+var testKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+
+var testAddr = netip.MustParseAddrPort("192.0.2.10:7946")
+
 // The wire format is pinned: a change here breaks mixed-version clusters.
 func TestMetaEncoding(t *testing.T) {
 	m := testMeta("node-a", "10.244.7.0/24", "192.0.2.10", "02:42:ac:11:00:02", 0x0102030405060708)
@@ -33,6 +39,18 @@ func TestMetaEncoding(t *testing.T) {
 		"6e6f64652d61"
 	if got := hex.EncodeToString(b); got != want {
 		t.Fatalf("encoding:\n got %s\nwant %s", got, want)
+	}
+	signed, err := m.Sign(testKey, testAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := NodeKeyID(testKey.Public().(ed25519.PublicKey))
+	wantSigned := "02" + want[2:] + "c000020a" + "1f0a" + hex.EncodeToString(id[:])
+	if got := hex.EncodeToString(signed[:len(signed)-ed25519.SignatureSize]); got != wantSigned {
+		t.Fatalf("signed encoding:\n got %s\nwant %s", got, wantSigned)
+	}
+	if !ed25519.Verify(testKey.Public().(ed25519.PublicKey), append([]byte("weft gossip meta\x00"), signed[:len(signed)-64]...), signed[len(signed)-64:]) {
+		t.Fatal("the last 64 bytes are not the signature of what precedes them")
 	}
 }
 
@@ -61,34 +79,107 @@ func TestMetaRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.Version != MetaVersion || !got.Equal(&tt.meta) {
+			if got.Version != unsignedVersion || !got.Equal(&tt.meta) || got.Signature != nil {
 				t.Fatalf("round trip: got %+v, want %+v", got, tt.meta)
+			}
+			s, err := tt.meta.Sign(testKey, testAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(s) > MaxMetaLen || MaxMetaLen > 512 {
+				t.Fatalf("signed meta is %d bytes, MaxMetaLen %d, memberlist allows 512", len(s), MaxMetaLen)
+			}
+			got, err = ParseMeta(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Version != MetaVersion || !got.Equal(&tt.meta) || got.GossipAddr != testAddr {
+				t.Fatalf("signed round trip: got %+v, want %+v at %s", got, tt.meta, testAddr)
+			}
+			if err := got.Verify(testKey.Public().(ed25519.PublicKey)); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}
 }
 
+// TestMetaForwardCompatible: a later version's fields (between version 2's and the signature) are
+// skipped, and the signature covers them.
 func TestMetaForwardCompatible(t *testing.T) {
 	m := testMeta("node-a", "10.244.7.0/24", "192.0.2.10", "02:42:ac:11:00:02", 5)
-	b, err := m.MarshalBinary()
+	b, err := m.Sign(testKey, testAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	newer := append(bytes.Clone(b), 0xde, 0xad, 0xbe, 0xef)
-	newer[0] = 2
+	body := append(bytes.Clone(b[:len(b)-ed25519.SignatureSize]), 0xde, 0xad, 0xbe, 0xef)
+	body[0] = 3
+	newer := append(body, ed25519.Sign(testKey, append([]byte(signDomain), body...))...)
 	got, err := ParseMeta(newer)
 	if err != nil {
-		t.Fatalf("version 2 with extra fields: %v", err)
+		t.Fatalf("version 3 with extra fields: %v", err)
 	}
-	if got.Version != 2 || !got.Equal(&m) {
-		t.Fatalf("got %+v, want %+v at version 2", got, m)
+	if got.Version != 3 || !got.Equal(&m) || got.GossipAddr != testAddr {
+		t.Fatalf("got %+v, want %+v at version 3", got, m)
 	}
-	again, err := got.MarshalBinary()
+	if err := got.Verify(testKey.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatalf("version 3: %v", err)
+	}
+	body[len(body)-1] ^= 1
+	tampered := append(body, newer[len(body):]...)
+	if got, err := ParseMeta(tampered); err != nil || !errors.Is(got.Verify(testKey.Public().(ed25519.PublicKey)), ErrBadSignature) {
+		t.Fatalf("a changed version 3 field: %v, want a signature that does not verify", err)
+	}
+}
+
+// TestMetaVerify: what an attacker without the node key can make of a claim never verifies.
+func TestMetaVerify(t *testing.T) {
+	pub := testKey.Public().(ed25519.PublicKey)
+	m := testMeta("node-a", "10.244.7.0/24", "192.0.2.10", "02:42:ac:11:00:02", 5)
+	genuine, err := m.Sign(testKey, testAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(again, b) {
-		t.Fatalf("re-encoding a version 2 meta: got %x, want the version 1 form %x", again, b)
+	_, other, _ := ed25519.GenerateKey(nil)
+	forged, err := m.Sign(other, testAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsigned, err := m.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := bytes.Clone(genuine)
+	moved[28+6+3]++ // the announced address, 192.0.2.11: a replay from elsewhere
+	higher := bytes.Clone(genuine)
+	higher[4] = 0x7f // AttrVersion raised
+	tests := []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"genuine", genuine, ""},
+		{"another key", forged, "signed by key"},
+		{"unsigned", unsigned, "unsigned"},
+		{"address changed", moved, "does not verify"},
+		{"version raised", higher, "does not verify"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseMeta(tt.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = got.Verify(pub)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrBadSignature) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Verify = %v, want ErrBadSignature saying %q", err, tt.want)
+			}
+		})
 	}
 }
 
@@ -97,6 +188,11 @@ func TestParseMetaErrors(t *testing.T) {
 		NodeName: "node-a", Subnet: netip.MustParsePrefix("10.244.7.0/24"), PublicIP: netip.MustParseAddr("192.0.2.10"),
 		VtepMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, VNI: 1, AttrVersion: 5,
 	}).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gm := testMeta("node-a", "10.244.7.0/24", "192.0.2.10", "02:00:00:00:00:01", 5)
+	signedGood, err := gm.Sign(testKey, testAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +209,9 @@ func TestParseMetaErrors(t *testing.T) {
 		{"short", good[:20], "20 bytes, version 1 needs at least 28", false},
 		{"name past end", good[:len(good)-1], "NodeName: length 6 runs past the end (5 bytes left)", false},
 		{"trailing v1", append(bytes.Clone(good), 0), "1 trailing bytes after a version 1 meta", false},
+		{"v2 unsigned", with(func(b []byte) []byte { b[0] = 2; return b }), "34 bytes, a version 2 meta with a 6-byte name needs 112", false},
+		{"trailing v2", append(bytes.Clone(signedGood), 0), "1 trailing bytes after a version 2 meta", false},
+		{"v2 port 0", func() []byte { b := bytes.Clone(signedGood); b[38], b[39] = 0, 0; return b }(), "GossipAddr=192.0.2.10:0", false},
 		{"prefix length", with(func(b []byte) []byte { b[26] = 33; return b }), "Subnet: prefix length 33", false},
 		{"prefix zero", with(func(b []byte) []byte { b[26] = 0; return b }), "Subnet=10.244.7.0/0: want an IPv4 prefix of length 1 to 32", false},
 		{"host bits", with(func(b []byte) []byte { b[25] = 1; return b }), "Subnet=10.244.7.1/24: host bits set", false},
@@ -186,9 +285,14 @@ func FuzzParseMeta(f *testing.F) {
 		}
 		f.Add(b)
 		f.Add(b[:len(b)-1])
-		v2 := append(bytes.Clone(b), 1, 2, 3)
-		v2[0] = 2
-		f.Add(v2)
+		s, err := m.Sign(testKey, testAddr)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(s)
+		v3 := append(bytes.Clone(s[:len(s)-64]), 1, 2, 3)
+		v3[0] = 3
+		f.Add(append(v3, s[len(s)-64:]...))
 	}
 	f.Add([]byte{})
 	f.Add([]byte{1})
@@ -212,11 +316,14 @@ func FuzzParseMeta(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded meta does not parse: %v", err)
 		}
-		if !again.Equal(m) || again.Version != MetaVersion {
+		if !again.Equal(m) || again.Version != unsignedVersion {
 			t.Fatalf("round trip: %+v became %+v", m, again)
 		}
-		if m.Version == MetaVersion && !bytes.Equal(b, data) {
+		if m.Version == unsignedVersion && !bytes.Equal(b, data) {
 			t.Fatalf("version 1 meta %x re-encodes as %x", data, b)
+		}
+		if m.Version > unsignedVersion && !bytes.Equal(append(bytes.Clone(m.signed), m.Signature...), data) {
+			t.Fatalf("signed meta %x: signed part %x and signature %x do not make it up", data, m.signed, m.Signature)
 		}
 	})
 }

@@ -142,6 +142,7 @@ func (c *testCluster) launch(name, keyFile string, idx int, publish bool) *testN
 	c.t.Helper()
 	cfg := c.testConfig(name)
 	cfg.KeyFile = keyFile
+	cfg.NodeKey = gossiptest.NodeKey(name)
 	if c.tweak != nil {
 		c.tweak(&cfg)
 	}
@@ -157,6 +158,7 @@ func (c *testCluster) launch(name, keyFile string, idx int, publish bool) *testN
 		c.t.Fatal(err)
 	}
 	n.view.SetLocalSubnet(n.lease.Subnet)
+	cfg.Admit = n.view
 	obs := observerFunc(func(s gossip.MemberState) {
 		c.mu.Lock()
 		f := c.observe
@@ -583,17 +585,16 @@ func TestClusterAttributeChangesWithoutEtcd(t *testing.T) {
 	}
 }
 
-func TestClusterSpoofedClaim(t *testing.T) {
+// TestClusterRefusesStrangers: mallory holds the keyring but no lease in etcd; whatever she claims
+// (here node-2's subnet with a newer version and her own MAC), node-1 never admits her as a member,
+// and node-2's peer keeps its attributes.
+func TestClusterRefusesStrangers(t *testing.T) {
 	c := newTestCluster(t)
 	keys := c.writeKeys("keys", "A")
 	nodes := []*testNode{c.start("node-1", keys), c.start("node-2", keys)}
 	waitViews(t, 10*time.Second, nodes, "node-2", "alive", alive)
-	mallory := c.start("mallory", keys)
-	// mallory holds the key but no lease in etcd; she claims node-2's subnet with a newer version.
-	c.mu.Lock()
-	c.leases = slices.DeleteFunc(c.leases, func(l subnet.Lease) bool { return l.Attrs.NodeName == "mallory" })
-	c.mu.Unlock()
-	c.setLeases()
+	n1 := nodes[0]
+	mallory := c.launch("mallory", keys, 9, false)
 	spoof := nodes[1].meta()
 	spoof.NodeName = "mallory"
 	spoof.VtepMAC = mac("02:66:66:66:66:66")
@@ -601,72 +602,55 @@ func TestClusterSpoofedClaim(t *testing.T) {
 	if err := mallory.member.SetMeta(spoof); err != nil {
 		t.Fatal(err)
 	}
-	n1 := nodes[0]
-	waitFor(t, 10*time.Second, "node-1 to reject mallory's claim", func() bool {
-		for _, m := range n1.view.Snapshot().Members {
-			if m.Name == "mallory" && m.Claim == nodeapi.ClaimRejected {
-				return true
-			}
+	waitFor(t, 10*time.Second, "node-1 to refuse mallory", func() bool { return n1.member.Stats().Refused > 0 })
+	time.Sleep(time.Second)
+	if st := n1.member.Stats(); st.Members != 2 || st.RefusedMembers < 1 {
+		t.Errorf("node-1's member stats %+v, want 2 members and mallory refused", st)
+	}
+	for _, m := range n1.view.Snapshot().Members {
+		if m.Name == "mallory" {
+			t.Errorf("node-1's view lists mallory: %+v", m)
 		}
-		return false
-	})
-	if st := n1.view.Stats(); st.RejectedClaims != 1 || st.RejectedClaimsTotal < 1 {
-		t.Errorf("stats %+v, want mallory's claim rejected", st)
 	}
 	if p, _ := peerDetail(n1, "node-2"); p.VtepMAC != "02:00:00:00:01:02" || !alive(p) {
 		t.Errorf("node-2's peer after the spoof: %+v", p)
 	}
-	n1.rec.wait(t, "node-1's sink", func(p []backend.Peer) bool {
-		return renderPeers(p) == "10.244.2.0/24 node-2 192.0.2.2 02:00:00:00:01:02\n"
-	})
 }
 
-func TestClusterJoinSkipsDeadAddresses(t *testing.T) {
-	c := newTestCluster(t)
-	keys := c.writeKeys("keys", "A")
-	// Leases of dead nodes: their gossip ports refuse connections.
-	for i := range 6 {
-		l := lease(fmt.Sprintf("dead-%d", i), fmt.Sprintf("10.244.%d.0/24", 100+i), "192.0.2.200", "02:00:00:00:00:c8", 1)
-		l.Attrs.GossipAddr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(freePort(t)))
-		c.addLease(l)
-	}
-	// node-1 starts alone; node-2 comes up later and both find each other among the dead.
-	n1 := c.start("node-1", keys)
-	waitFor(t, 10*time.Second, "node-1 to try joining", func() bool { return n1.member.Stats().JoinFailures >= 1 })
-	n2 := c.start("node-2", keys)
-	nodes := []*testNode{n1, n2}
-	waitViews(t, 10*time.Second, nodes, "node-1", "alive", alive)
-	waitViews(t, 10*time.Second, nodes, "node-2", "alive", alive)
-	for _, n := range nodes {
-		if st := n.view.Stats(); st.Peers != 7 || st.PeersWithoutGossip != 6 {
-			t.Errorf("%s: %+v", n.name, st)
-		}
-	}
-}
-
-func TestMemberRunTwice(t *testing.T) {
-	c := newTestCluster(t)
-	n := c.start("node-1", "")
-	waitFor(t, 5*time.Second, "node-1 running", func() bool { return n.member.Stats().Members == 1 })
-	if err := n.member.Run(context.Background()); !errors.Is(err, gossip.ErrStarted) {
-		t.Fatalf("second Run: %v", err)
-	}
-}
-
-func TestSetMetaErrors(t *testing.T) {
-	c := newTestCluster(t)
-	m, err := gossip.NewMember(c.testConfig("node-1"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	meta := testMeta("node-2", "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:02", 1)
-	if err := m.SetMeta(meta); !errors.Is(err, gossip.ErrInvalidMeta) || !strings.Contains(err.Error(), `NodeName="node-2": must be the member name "node-1"`) {
-		t.Fatalf("foreign name: %v", err)
-	}
-	meta.NodeName = "node-1"
-	meta.VNI = 0
-	if err := m.SetMeta(meta); !errors.Is(err, gossip.ErrInvalidMeta) || !strings.Contains(err.Error(), "VNI=0") {
-		t.Fatalf("bad VNI: %v", err)
+// TestClusterImpostor: a member named node-2, with the keyring, at another address, claiming
+// node-2's subnet with a higher version and its own MAC, is refused while node-2 is alive, after it
+// left and while it is away, whether it signs with its own key or replays node-2's (a stolen key
+// signs for the impostor's address, which is not the one node-2's lease records). node-2 comes back
+// and is a member again; every peer keeps node-2's real attributes throughout.
+func TestClusterImpostor(t *testing.T) {
+	for _, key := range []string{"own key", "node-2's key"} {
+		t.Run(key, func(t *testing.T) {
+			c := newTestCluster(t)
+			keys := c.writeKeys("keys", "A")
+			nodes := []*testNode{c.start("node-1", keys), c.start("node-2", keys), c.start("node-3", keys)}
+			waitViews(t, 10*time.Second, nodes, "node-2", "alive", alive)
+			impostorKey := gossiptest.NodeKey("impostor")
+			if key != "own key" {
+				impostorKey = gossiptest.NodeKey("node-2")
+			}
+			c.tweak = func(cfg *gossip.Config) { cfg.NodeKey = impostorKey }
+			impostor := c.launch("node-2", keys, 2, false)
+			c.tweak = nil
+			forged := impostor.meta()
+			forged.VtepMAC, forged.AttrVersion = mac("02:66:66:66:66:66"), 1<<40
+			if err := impostor.member.SetMeta(forged); err != nil {
+				t.Fatal(err)
+			}
+			impostor.member.JoinAddrs(c.gossipAddrs())
+			real := func(p nodeapi.Peer) bool { return p.VtepMAC == "02:00:00:00:01:02" && p.PublicIP.String() == "192.0.2.2" }
+			waitFor(t, 10*time.Second, "the impostor refused", func() bool { return nodes[0].member.Stats().Refused > 0 })
+			waitViews(t, 10*time.Second, []*testNode{nodes[0], nodes[2]}, "node-2", "real and alive", func(p nodeapi.Peer) bool { return real(p) && alive(p) })
+			nodes[1].stop(t)
+			time.Sleep(2 * time.Second)
+			waitViews(t, 10*time.Second, []*testNode{nodes[0], nodes[2]}, "node-2", "real while away", real)
+			back := c.startAs("node-2", keys, 2)
+			waitViews(t, 10*time.Second, []*testNode{nodes[0], nodes[2], back}, "node-2", "real and alive again", func(p nodeapi.Peer) bool { return real(p) && alive(p) })
+		})
 	}
 }
 
@@ -675,7 +659,7 @@ func TestSetMetaErrors(t *testing.T) {
 func TestClusterPartitionHeals(t *testing.T) {
 	a, b := newTestCluster(t), newTestCluster(t)
 	a1, a2 := a.start("a-1", a.writeKeys("keys", "A")), a.start("a-2", a.writeKeys("keys", "A"))
-	b1, b2 := b.start("b-1", b.writeKeys("keys", "A")), b.start("b-2", b.writeKeys("keys", "A"))
+	b1, b2 := b.startAs("b-1", b.writeKeys("keys", "A"), 3), b.startAs("b-2", b.writeKeys("keys", "A"), 4)
 	all := []*testNode{a1, a2, b1, b2}
 	members := func(want int) func() bool {
 		return func() bool {
@@ -688,6 +672,11 @@ func TestClusterPartitionHeals(t *testing.T) {
 		}
 	}
 	waitFor(t, 10*time.Second, "two groups of two", members(2))
+	// etcd shows every node the four leases; one member learns the other group's addresses.
+	union := append(slices.Clone(a.leases), b.leases...)
+	for _, n := range all {
+		n.view.SetLeases(union)
+	}
 	a1.member.JoinAddrs(append(a.gossipAddrs(), b.gossipAddrs()...))
 	waitFor(t, 10*time.Second, "one group of four", members(4))
 }

@@ -66,9 +66,12 @@ func (c *ViewConfig) Validate() error {
 
 // View merges the etcd lease set with gossip claims into the desired peer set. etcd owns subnets:
 // every valid lease but the local node's is a peer. Gossip is used for a lease only when the lease
-// names the gossip member's node and the member claims the lease's subnet; then the member's
-// liveness is reported and its attributes (public IP, VTEP MAC) replace the lease's when its
-// AttrVersion is higher. A member that leaves or fails keeps its peer until the lease goes.
+// names the gossip member's node, the member claims the lease's subnet and, when the lease carries
+// the node's key, the claim is signed by it for the address the member gossips from; then the
+// member's liveness is reported and, for a keyed lease, its attributes (public IP, VTEP MAC)
+// replace the lease's when its AttrVersion is higher. An unsigned claim (an older weft) never
+// changes attributes: etcd's win. A member that leaves or fails keeps its peer until the lease
+// goes. View is also the gossip member's Admitter (see Admit).
 //
 // The desired set goes to the sink, from Run, when it has changed: once changes pause for Quiet,
 // and at the latest MaxDelay after the first change.
@@ -83,8 +86,11 @@ type View struct {
 	// leases holds, per subnet, the oldest lease that validates; rejectedLeases the others.
 	leases         map[netip.Prefix]subnet.Lease
 	rejectedLeases []rejectedPeer
-	owners         map[string]bool
-	local          backend.Local
+	// owners holds, per node name, the leases in leases that name it.
+	owners map[string][]subnet.Lease
+	// verdicts remembers signature checks (see verified).
+	verdicts map[[32]byte]error
+	local    backend.Local
 	// logged holds the rejections logged last, with their details, so that each is logged once.
 	logged        map[rejectKey]string
 	localSubnet   netip.Prefix
@@ -114,14 +120,15 @@ func NewView(cfg ViewConfig, sink func([]backend.Peer)) (*View, error) {
 		l = slog.Default()
 	}
 	return &View{
-		cfg:     cfg,
-		log:     l.With("component", "gossip-view"),
-		sink:    sink,
-		kick:    make(chan struct{}, 1),
-		leases:  map[netip.Prefix]subnet.Lease{},
-		owners:  map[string]bool{},
-		logged:  map[rejectKey]string{},
-		members: map[string]*viewMember{},
+		cfg:      cfg,
+		log:      l.With("component", "gossip-view"),
+		sink:     sink,
+		kick:     make(chan struct{}, 1),
+		leases:   map[netip.Prefix]subnet.Lease{},
+		owners:   map[string][]subnet.Lease{},
+		verdicts: map[[32]byte]error{},
+		logged:   map[rejectKey]string{},
+		members:  map[string]*viewMember{},
 	}, nil
 }
 
@@ -157,16 +164,16 @@ func (v *View) SetLeases(leases []subnet.Lease) {
 			"the subnet is also leased to %s by an older key (created at revision %d, this one at %d)",
 			peerName(&w), w.CreateRevision, l.CreateRevision)))
 	}
-	owners := make(map[string]bool, len(set))
+	owners := make(map[string][]subnet.Lease, len(set))
 	for _, l := range set {
 		if l.Attrs.NodeName != "" {
-			owners[l.Attrs.NodeName] = true
+			owners[l.Attrs.NodeName] = append(owners[l.Attrs.NodeName], l)
 		}
 	}
 	v.leases, v.rejectedLeases, v.owners, v.haveLeases = set, rejected, owners, true
 	for name, m := range v.members {
 		v.classify(name, m)
-		if m.state.Status != gossip.StatusAlive && !v.owners[name] {
+		if m.state.Status != gossip.StatusAlive && !v.owns(name) {
 			delete(v.members, name)
 		}
 	}
@@ -223,14 +230,14 @@ func (v *View) ObserveMember(s gossip.MemberState) {
 	v.classify(s.Name, m)
 	switch {
 	case s.Status == was:
-	case s.Status == gossip.StatusGone && v.owners[s.Name]:
+	case s.Status == gossip.StatusGone && v.owns(s.Name):
 		v.log.Info("gossip member of a peer is gone, keeping its routes", "node", s.Name, "addr", s.Addr)
-	case was == gossip.StatusGone && v.owners[s.Name]:
+	case was == gossip.StatusGone && v.owns(s.Name):
 		v.log.Info("gossip member of a peer is back", "node", s.Name, "addr", s.Addr, "claim", m.claim)
 	default:
 		v.log.Debug("gossip member", "node", s.Name, "addr", s.Addr, "status", s.Status, "claim", m.claim)
 	}
-	if s.Status != gossip.StatusAlive && !v.owners[s.Name] {
+	if s.Status != gossip.StatusAlive && !v.owns(s.Name) {
 		delete(v.members, s.Name)
 	}
 	v.mu.Unlock()
@@ -271,6 +278,10 @@ func (v *View) judge(name string, s gossip.MemberState) (nodeapi.ClaimStatus, st
 		return nodeapi.ClaimRejected, "subnet leased without a node name (written by flannel)"
 	case l.Attrs.NodeName != name:
 		return nodeapi.ClaimRejected, fmt.Sprintf("subnet leased to %q", l.Attrs.NodeName)
+	case l.Attrs.NodeKey != nil:
+		if err := v.verified(l.Attrs.NodeKey, s.Addr, s.Meta); err != nil {
+			return nodeapi.ClaimRejected, err.Error()
+		}
 	}
 	return nodeapi.ClaimUsed, ""
 }
@@ -320,7 +331,7 @@ func (v *View) mergeLocked(l subnet.Lease) peerInfo {
 		if m.state.Status == gossip.StatusAlive {
 			p.live = nodeapi.LivenessAlive
 		}
-		if m.state.Meta.AttrVersion > l.Attrs.AttrVersion {
+		if l.Attrs.NodeKey != nil && m.state.Meta.AttrVersion > l.Attrs.AttrVersion {
 			p.source = nodeapi.SourceGossip
 			ip, hw = m.state.Meta.PublicIP, m.state.Meta.VtepMAC
 		}

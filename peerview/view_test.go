@@ -2,6 +2,7 @@ package peerview
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/weft-net/weft/backend"
 	"github.com/weft-net/weft/gossip"
+	"github.com/weft-net/weft/internal/gossiptest"
 	"github.com/weft-net/weft/internal/poll"
 	"github.com/weft-net/weft/subnet"
 )
@@ -54,8 +56,10 @@ func mac(s string) net.HardwareAddr {
 	return hw
 }
 
+// lease is a lease of a weft node, carrying the node's key (gossiptest.NodeKey); without a node
+// name, of a node that signs nothing.
 func lease(node, sn, ip, hw string, attrVersion int64) subnet.Lease {
-	return subnet.Lease{
+	l := subnet.Lease{
 		Subnet: netip.MustParsePrefix(sn),
 		Attrs: subnet.LeaseAttrs{
 			PublicIP: netip.MustParseAddr(ip), BackendType: subnet.BackendVXLAN, VNI: 1, VtepMAC: mac(hw),
@@ -63,6 +67,16 @@ func lease(node, sn, ip, hw string, attrVersion int64) subnet.Lease {
 		},
 		EtcdLease: 42,
 	}
+	if node != "" {
+		l.Attrs.NodeKey = gossiptest.NodePub(node)
+	}
+	return l
+}
+
+// keyless is l as an older weft wrote it, without a node key.
+func keyless(l subnet.Lease) subnet.Lease {
+	l.Attrs.NodeKey = nil
+	return l
 }
 
 func flannelLease(sn, ip, hw string) subnet.Lease {
@@ -71,9 +85,24 @@ func flannelLease(sn, ip, hw string) subnet.Lease {
 	return l
 }
 
+// claim is node's member event, its meta signed with node's key for its gossip address ip:7946.
 func claim(node string, status gossip.MemberStatus, sn, ip, hw string, attrVersion int64) gossip.MemberState {
+	return signedBy(gossiptest.NodeKey(node), node, status, sn, ip, hw, attrVersion)
+}
+
+// signedBy is a member event whose meta is signed by key.
+func signedBy(key ed25519.PrivateKey, node string, status gossip.MemberStatus, sn, ip, hw string, attrVersion int64) gossip.MemberState {
 	m := testMeta(node, sn, ip, hw, attrVersion)
-	return gossip.MemberState{Name: node, Addr: netip.MustParseAddrPort(ip + ":7946"), Status: status, Meta: &m}
+	addr := netip.MustParseAddrPort(ip + ":7946")
+	b, err := m.Sign(key, addr)
+	if err != nil {
+		panic(err)
+	}
+	parsed, err := gossip.ParseMeta(b)
+	if err != nil {
+		panic(err)
+	}
+	return gossip.MemberState{Name: node, Addr: addr, Status: status, Meta: parsed}
 }
 
 func renderView(v *View) string {
@@ -189,6 +218,26 @@ peer 10.244.9.0/24 192.0.2.9 192.0.2.9 0e:00:00:00:00:09 source=etcd liveness=un
 member node-b alive 10.244.2.0/24 claim=used
 member node-c alive 10.244.3.0/24 claim=used
 stats peers=3 etcd=1 gossip=2 alive=2 unreachable=0 nogossip=1 invalid=0 members=2 used=2 pending=0 rejected=0 rejected_total=0
+`,
+	}, {
+		name: "a keyless lease (an older weft) takes liveness from gossip, never attributes",
+		steps: []step{
+			setLeases(leaseLocal, keyless(leaseB)),
+			observe(claim("node-b", gossip.StatusAlive, "10.244.2.0/24", "192.0.2.2", "02:00:00:00:00:22", 11)),
+		},
+		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:02 source=etcd liveness=alive
+member node-b alive 10.244.2.0/24 claim=used
+stats peers=1 etcd=1 gossip=0 alive=1 unreachable=0 nogossip=0 invalid=0 members=1 used=1 pending=0 rejected=0 rejected_total=0
+`,
+	}, {
+		name: "a claim not signed by the lease's key is rejected, the lease's attributes stay",
+		steps: []step{
+			setLeases(leaseLocal, leaseB),
+			observe(signedBy(gossiptest.NodeKey("mallory"), "node-b", gossip.StatusAlive, "10.244.2.0/24", "192.0.2.66", "02:00:00:00:00:66", 1<<40)),
+		},
+		want: `peer 10.244.2.0/24 node-b 192.0.2.2 02:00:00:00:00:02 source=etcd liveness=unknown
+member node-b alive 10.244.2.0/24 claim=rejected (bad gossip meta signature: signed by key 049fd6a92058b172, the lease has key 3713c02cf2e28f96)
+stats peers=1 etcd=1 gossip=0 alive=0 unreachable=0 nogossip=1 invalid=0 members=1 used=0 pending=0 rejected=1 rejected_total=1
 `,
 	}, {
 		name: "a newer lease wins over older gossip",

@@ -43,6 +43,7 @@ func FuzzParseLeaseAttrs(f *testing.F) {
 		`{"PublicIP":"198.51.100.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"16:5f:89:33:07:c4"}}`,
 		`{"PublicIP":"198.51.100.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"46:11:2e:5e:cf:bf"}}`,
 		`{"PublicIP":"198.51.100.3","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:77:65:66:74:01"},"WeftFormat":1,"WeftNode":"node-3","WeftGossipAddr":"198.51.100.3:7946","WeftAttrVersion":1764096000000000000,"WeftAcquiredAt":"2026-11-25T18:00:00Z"}`,
+		`{"PublicIP":"198.51.100.4","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:77:65:66:74:02"},"WeftFormat":1,"WeftNode":"node-4","WeftNodeKey":"A7l4Rf3lXgB7n0l3Kk0x5ZyEoQ9f2b3w1cT0V7m2s8Q="}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -2,6 +2,8 @@ package subnet
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -33,6 +35,9 @@ type LeaseAttrs struct {
 	AttrVersion int64
 	// AcquiredAt is when the node took the subnet.
 	AcquiredAt time.Time
+	// NodeKey is the node's Ed25519 public key, which signs its gossip claims; nil in values
+	// flannel or an older weft wrote.
+	NodeKey ed25519.PublicKey
 }
 
 type wireLease struct {
@@ -46,6 +51,7 @@ type wireLease struct {
 	WeftGossipAddr  string     `json:"WeftGossipAddr,omitempty"`
 	WeftAttrVersion int64      `json:"WeftAttrVersion,omitempty"`
 	WeftAcquiredAt  *time.Time `json:"WeftAcquiredAt,omitempty"`
+	WeftNodeKey     string     `json:"WeftNodeKey,omitempty"`
 }
 
 type wireVXLANData struct {
@@ -76,6 +82,8 @@ func (a *LeaseAttrs) Validate() error {
 		return bad("WeftAttrVersion=%d: negative", a.AttrVersion)
 	case strings.ContainsAny(a.NodeName, "\x00\n") || len(a.NodeName) > 253:
 		return bad("WeftNode=%q: not a node name", a.NodeName)
+	case a.NodeKey != nil && len(a.NodeKey) != ed25519.PublicKeySize:
+		return bad("WeftNodeKey: %d bytes, want an Ed25519 public key of %d", len(a.NodeKey), ed25519.PublicKeySize)
 	}
 	return nil
 }
@@ -99,6 +107,9 @@ func (a LeaseAttrs) MarshalJSON() ([]byte, error) {
 	}
 	if a.GossipAddr.IsValid() {
 		w.WeftGossipAddr = a.GossipAddr.String()
+	}
+	if a.NodeKey != nil {
+		w.WeftNodeKey = base64.StdEncoding.EncodeToString(a.NodeKey)
 	}
 	if !a.AcquiredAt.IsZero() {
 		t := a.AcquiredAt.UTC()
@@ -134,6 +145,13 @@ func ParseLeaseAttrs(data []byte) (*LeaseAttrs, error) {
 			return nil, fmt.Errorf("%w: WeftGossipAddr=%q: not ip:port", ErrInvalidLease, w.WeftGossipAddr)
 		}
 	}
+	if w.WeftNodeKey != "" {
+		key, err := base64.StdEncoding.DecodeString(w.WeftNodeKey)
+		if err != nil {
+			return nil, fmt.Errorf("%w: WeftNodeKey=%q: not base64", ErrInvalidLease, w.WeftNodeKey)
+		}
+		a.NodeKey = key
+	}
 	var d wireVXLANData
 	if len(w.BackendData) == 0 || bytes.Equal(w.BackendData, []byte("null")) {
 		return nil, fmt.Errorf("%w: BackendData is missing", ErrInvalidLease)
@@ -155,7 +173,8 @@ func ParseLeaseAttrs(data []byte) (*LeaseAttrs, error) {
 func (a *LeaseAttrs) Equal(b *LeaseAttrs) bool {
 	return a.PublicIP == b.PublicIP && a.BackendType == b.BackendType && a.VNI == b.VNI &&
 		bytes.Equal(a.VtepMAC, b.VtepMAC) && a.Format == b.Format && a.NodeName == b.NodeName &&
-		a.GossipAddr == b.GossipAddr && a.AttrVersion == b.AttrVersion && a.AcquiredAt.Equal(b.AcquiredAt)
+		a.GossipAddr == b.GossipAddr && a.AttrVersion == b.AttrVersion && a.AcquiredAt.Equal(b.AcquiredAt) &&
+		bytes.Equal(a.NodeKey, b.NodeKey)
 }
 
 // Lease is a subnet held by a node, as read from etcd.

@@ -164,6 +164,8 @@ func TestParseLeaseAttrsErrors(t *testing.T) {
 		{"vni type", `{"PublicIP":"198.51.100.1","BackendType":"vxlan","BackendData":{"VNI":"1","VtepMAC":"16:5f:89:33:07:c4"}}`, "BackendData.VNI: got string"},
 		{"vni zero", `{"PublicIP":"198.51.100.1","BackendType":"vxlan","BackendData":{"VNI":0,"VtepMAC":"16:5f:89:33:07:c4"}}`, "BackendData.VNI=0"},
 		{"gossip addr", `{"PublicIP":"198.51.100.1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"16:5f:89:33:07:c4"},"WeftGossipAddr":"x"}`, `WeftGossipAddr="x"`},
+		{"node key not base64", `{"PublicIP":"198.51.100.1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"16:5f:89:33:07:c4"},"WeftNodeKey":"*"}`, `WeftNodeKey="*": not base64`},
+		{"node key short", `{"PublicIP":"198.51.100.1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"16:5f:89:33:07:c4"},"WeftNodeKey":"AAAA"}`, `WeftNodeKey: 3 bytes, want an Ed25519 public key of 32`},
 		{"ipv6 public", `{"PublicIP":"198.51.100.1","PublicIPv6":"fc00::1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"16:5f:89:33:07:c4"}}`, "PublicIPv6"},
 	}
 	for _, tt := range tests {

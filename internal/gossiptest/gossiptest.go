@@ -3,6 +3,8 @@ package gossiptest
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
 	"os"
 	"strings"
@@ -40,3 +42,12 @@ func WriteFile(t testing.TB, path, content string, mode os.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+// NodeKey is a fixed Ed25519 node key for the named node, the same in every test.
+func NodeKey(node string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("weft test node key " + node))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// NodePub is NodeKey's public half, as the node's lease carries it.
+func NodePub(node string) ed25519.PublicKey { return NodeKey(node).Public().(ed25519.PublicKey) }
