@@ -42,6 +42,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{[]string{"-node-name", "n", "-etcd-prefix", "/weft/"}, nil, `-etcd-prefix="/weft/"`},
 		{[]string{"-node-name", "n", "-etcd-endpoints", " , "}, nil, "-etcd-endpoints"},
 		{[]string{"-node-name", "n", "-etcd-cert", "/c.pem"}, nil, `-etcd-cert="/c.pem", -etcd-key="": a client certificate and its key go together`},
+		{[]string{"-node-name", "n", "-etcd-ca", "/ca.pem"}, nil, "-etcd-ca given but endpoint http://127.0.0.1:2379 is plaintext"},
 		{[]string{"-node-name", "a b"}, nil, `-node-name="a b"`},
 		{[]string{"-node-name", "n", "-lease-ttl", "1s"}, nil, `-lease-ttl="1s"`},
 		{[]string{"-node-name", "n", "-lease-ttl", "10.5s"}, nil, `-lease-ttl="10.5s"`},
