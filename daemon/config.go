@@ -43,6 +43,8 @@ type Config struct {
 	StateDir   string
 	IPMasq     bool
 	HealthAddr string
+	// ForwardPlacement is where the jump to weft's forward chain stays in the filter FORWARD chain.
+	ForwardPlacement ForwardPlacement
 
 	LeaseTTL          time.Duration
 	ResyncInterval    time.Duration
@@ -81,6 +83,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (*C
 	fs.StringVar(&c.SubnetFile, "subnet-file", subnet.DefaultEnvFile, "subnet.env file written for the CNI plugin")
 	fs.StringVar(&c.StateDir, "state-dir", DefaultStateDir, "directory for local state (lease, VTEP MAC)")
 	fs.BoolVar(&c.IPMasq, "ip-masq", true, "masquerade traffic from pods to outside the pod network")
+	fs.StringVar((*string)(&c.ForwardPlacement), "forward-placement", string(DefaultForwardPlacement), "where weft's jump stays in the filter FORWARD chain: first (ahead of the host firewall's rules) or append (after them)")
 	fs.StringVar(&c.HealthAddr, "health-addr", nodeapi.DefaultHealthAddr, "listen address for /healthz, /readyz, /metrics and /debug/peers; empty disables")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", weftetcd.DefaultTTL, "etcd lease TTL of the node's subnet")
 	fs.DurationVar(&c.ResyncInterval, "resync-interval", vxlan.DefaultResyncInterval, "full kernel-state resync period")
@@ -159,6 +162,9 @@ func (c *Config) Validate() error {
 		return bad("probe-interval", c.ProbeInterval, "must not be negative")
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return bad("log-format", c.LogFormat, "want text or json")
+	}
+	if err := c.ForwardPlacement.Check(); err != nil {
+		return bad("forward-placement", c.ForwardPlacement, err.Error())
 	}
 	if err := vxlan.CheckTxChecksum(c.TxChecksumOffload); err != nil {
 		return bad("tx-checksum-offload", c.TxChecksumOffload, err.Error())

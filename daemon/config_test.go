@@ -22,6 +22,13 @@ func TestParseFlags(t *testing.T) {
 	if len(c.Etcd.Endpoints) != 2 || c.IPMasq || c.NodeName != "n1" || c.PublicIP.String() != "192.0.2.7" || c.LeaseTTL != time.Hour {
 		t.Errorf("parsed %+v", c)
 	}
+	if c.ForwardPlacement != ForwardFirst {
+		t.Errorf("-forward-placement default %q, want %q", c.ForwardPlacement, ForwardFirst)
+	}
+	c, err = ParseFlags([]string{"-node-name", "n1"}, func(k string) string { return map[string]string{"WEFT_FORWARD_PLACEMENT": "append"}[k] }, io.Discard)
+	if err != nil || c.ForwardPlacement != ForwardAppend {
+		t.Errorf("WEFT_FORWARD_PLACEMENT=append: placement %q, err %v", c.ForwardPlacement, err)
+	}
 	if c.EtcdPrefix != weftetcd.DefaultPrefix || c.SubnetFile != subnet.DefaultEnvFile || c.StateDir != DefaultStateDir || c.HealthAddr != nodeapi.DefaultHealthAddr {
 		t.Errorf("defaults not applied: %+v", c)
 	}
@@ -42,12 +49,15 @@ func TestParseFlagsErrors(t *testing.T) {
 		{[]string{"-node-name", "n", "-etcd-prefix", "/weft/"}, nil, `-etcd-prefix="/weft/"`},
 		{[]string{"-node-name", "n", "-etcd-endpoints", " , "}, nil, "-etcd-endpoints"},
 		{[]string{"-node-name", "n", "-etcd-cert", "/c.pem"}, nil, `-etcd-cert="/c.pem", -etcd-key="": a client certificate and its key go together`},
+		{[]string{"-node-name", "n", "-etcd-ca", "/ca.pem"}, nil, "-etcd-ca given but endpoint http://127.0.0.1:2379 is plaintext"},
 		{[]string{"-node-name", "a b"}, nil, `-node-name="a b"`},
 		{[]string{"-node-name", "n", "-lease-ttl", "1s"}, nil, `-lease-ttl="1s"`},
 		{[]string{"-node-name", "n", "-lease-ttl", "10.5s"}, nil, `-lease-ttl="10.5s"`},
 		{[]string{"-node-name", "n", "-mtu", "100"}, nil, `-mtu="100"`},
 		{[]string{"-node-name", "n", "-tx-checksum-offload", "maybe"}, nil, `-tx-checksum-offload="maybe"`},
 		{[]string{"-node-name", "n", "-log-format", "xml"}, nil, `-log-format="xml"`},
+		{[]string{"-node-name", "n", "-forward-placement", "last"}, nil, `-forward-placement="last": want first or append`},
+		{[]string{"-node-name", "n"}, map[string]string{"WEFT_FORWARD_PLACEMENT": "top"}, `-forward-placement="top"`},
 		{[]string{"-node-name", "n"}, map[string]string{"WEFT_LEASE_TTL": "forever"}, "WEFT_LEASE_TTL"},
 	}
 	for _, tt := range tests {

@@ -175,7 +175,7 @@ func (n *node) serve(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return fmt.Errorf("iptables: %w", err)
 	}
-	rules := NewRules(ipt, n.cfg.network.Network, n.snapshot().lease.Subnet, cfg.IPMasq, n.log)
+	rules := NewRules(ipt, n.cfg.network.Network, n.snapshot().lease.Subnet, cfg.IPMasq, n.log).WithForwardPlacement(cfg.ForwardPlacement)
 	if err := rules.Ensure(); err != nil {
 		return err
 	}

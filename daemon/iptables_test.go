@@ -137,3 +137,154 @@ func TestRules(t *testing.T) {
 func removeRules(r *Rules) error {
 	return errors.Join(r.remove(r.masqChain()), r.remove(r.forwardChain()))
 }
+
+// forwardRules returns the rules of the filter FORWARD chain as `iptables -S FORWARD` prints them.
+func forwardRules(t *testing.T, ipt IPTables) string {
+	t.Helper()
+	rules, err := ipt.List("filter", "FORWARD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, r := range rules {
+		if strings.HasPrefix(r, "-A") {
+			b.WriteString(r + "\n")
+		}
+	}
+	return b.String()
+}
+
+const (
+	weftJump   = `-A FORWARD -m comment --comment "weft forward" -j WEFT-FWD` + "\n"
+	hostAccept = "-A FORWARD -i lo -j ACCEPT\n"
+	hostReject = "-A FORWARD -j REJECT --reject-with icmp-port-unreachable\n"
+)
+
+// TestForwardPlacement starts from a host firewall whose FORWARD ends in a REJECT, and checks where
+// each placement keeps weft's jump, that rerunning changes nothing, and that switching placement or
+// displacing the jump moves it, without duplicates.
+func TestForwardPlacement(t *testing.T) {
+	for _, backend := range []string{"iptables-nft", "iptables-legacy"} {
+		t.Run(backend, func(t *testing.T) {
+			n := nstest.New(t)
+			path, err := exec.LookPath(backend)
+			if err != nil {
+				t.Skipf("%s not installed: %v", backend, err)
+			}
+			nstest.Do(t, n, func() error {
+				ipt, err := iptables.New(iptables.Path(path))
+				if err != nil {
+					return err
+				}
+				for _, rule := range [][]string{{"-i", "lo", "-j", "ACCEPT"}, {"-j", "REJECT"}} {
+					if err := ipt.Append("filter", "FORWARD", rule...); err != nil {
+						return err
+					}
+				}
+				checkPlacementSteps(t, ipt)
+				return nil
+			})
+		})
+	}
+}
+
+func checkPlacementSteps(t *testing.T, ipt *iptables.IPTables) {
+	base := NewRules(ipt, testNetwork, testSubnet, false, discard)
+	first, appended := base.WithForwardPlacement(ForwardFirst), base.WithForwardPlacement(ForwardAppend)
+	jumpArgs := []string{"-m", "comment", "--comment", commentForward, "-j", nodeapi.ChainForward}
+	steps := []struct {
+		name   string
+		mutate func() error
+		rules  *Rules
+		want   string
+	}{
+		{"first, ahead of the final REJECT", nil, first, weftJump + hostAccept + hostReject},
+		{"first again", nil, first, weftJump + hostAccept + hostReject},
+		{"NewRules defaults to first", nil, base, weftJump + hostAccept + hostReject},
+		{"switched to append", nil, appended, hostAccept + hostReject + weftJump},
+		{"append again", nil, appended, hostAccept + hostReject + weftJump},
+		{"append, after a rule appended behind the jump", func() error {
+			return ipt.Append("filter", "FORWARD", "-j", "DROP")
+		}, appended, hostAccept + hostReject + "-A FORWARD -j DROP\n" + weftJump},
+		{"switched back to first", func() error {
+			return ipt.Delete("filter", "FORWARD", "-j", "DROP")
+		}, first, weftJump + hostAccept + hostReject},
+		{"first, after a rule inserted ahead of the jump", func() error {
+			return ipt.Insert("filter", "FORWARD", 1, "-i", "lo", "-j", "ACCEPT")
+		}, first, weftJump + hostAccept + hostAccept + hostReject},
+		{"first, with a duplicate jump", func() error {
+			if err := ipt.Delete("filter", "FORWARD", "-i", "lo", "-j", "ACCEPT"); err != nil {
+				return err
+			}
+			return ipt.Insert("filter", "FORWARD", 3, jumpArgs...)
+		}, first, weftJump + hostAccept + hostReject},
+		{"append, with duplicate jumps", func() error {
+			return ipt.Insert("filter", "FORWARD", 2, jumpArgs...)
+		}, appended, hostAccept + hostReject + weftJump},
+	}
+	for _, s := range steps {
+		if s.mutate != nil {
+			if err := s.mutate(); err != nil {
+				t.Fatalf("%s: %v", s.name, err)
+			}
+		}
+		if err := s.rules.Ensure(); err != nil {
+			t.Fatalf("%s: Ensure: %v", s.name, err)
+		}
+		if got := forwardRules(t, ipt); got != s.want {
+			t.Errorf("%s: FORWARD\n%s\nwant\n%s", s.name, got, s.want)
+		}
+	}
+}
+
+// racingIPTables inserts a foreign rule at the top of FORWARD just before the first rule is read
+// by number, as another program changing FORWARD while weft moves its jump would.
+type racingIPTables struct {
+	*iptables.IPTables
+	raced bool
+}
+
+func (r *racingIPTables) ListById(table, chain string, id int) (string, error) {
+	if !r.raced {
+		r.raced = true
+		if err := r.Insert("filter", "FORWARD", 1, "-i", "lo", "-j", "ACCEPT"); err != nil {
+			return "", err
+		}
+	}
+	return r.IPTables.ListById(table, chain, id)
+}
+
+// TestForwardPlacementRace checks that moving the jump never deletes a rule that another program
+// added meanwhile in the jump's place, and that the next check converges.
+func TestForwardPlacementRace(t *testing.T) {
+	n := nstest.New(t)
+	nstest.Do(t, n, func() error {
+		plain, err := iptables.New()
+		if err != nil {
+			return err
+		}
+		if err := plain.Append("filter", "FORWARD", "-j", "REJECT"); err != nil {
+			return err
+		}
+		ipt := &racingIPTables{IPTables: plain}
+		if err := NewRules(ipt, testNetwork, testSubnet, false, discard).WithForwardPlacement(ForwardAppend).Ensure(); err != nil {
+			return err
+		}
+		first := NewRules(ipt, testNetwork, testSubnet, false, discard).WithForwardPlacement(ForwardFirst)
+		if err := first.Ensure(); !errors.Is(err, ErrRulesChanged) {
+			t.Errorf("Ensure with FORWARD changed under it: err = %v, want ErrRulesChanged", err)
+		}
+		// The foreign rule went in at the top after weft's new jump, so the number of the old one
+		// named the host's REJECT when it was checked: nothing was deleted.
+		if got, want := forwardRules(t, ipt), hostAccept+weftJump+hostReject+weftJump; got != want {
+			t.Errorf("after the race: FORWARD\n%s\nwant\n%s", got, want)
+		}
+		if err := first.Ensure(); err != nil {
+			t.Errorf("Ensure after the race: %v", err)
+		}
+		if got, want := forwardRules(t, ipt), weftJump+hostAccept+hostReject; got != want {
+			t.Errorf("the check after the race: FORWARD\n%s\nwant\n%s", got, want)
+		}
+		return nil
+	})
+}
