@@ -642,7 +642,9 @@ func TestClusterImpostor(t *testing.T) {
 				t.Fatal(err)
 			}
 			impostor.member.JoinAddrs(c.gossipAddrs())
-			real := func(p nodeapi.Peer) bool { return p.VtepMAC == "02:00:00:00:01:02" && p.PublicIP.String() == "192.0.2.2" }
+			real := func(p nodeapi.Peer) bool {
+				return p.VtepMAC == "02:00:00:00:01:02" && p.PublicIP.String() == "192.0.2.2"
+			}
 			waitFor(t, 10*time.Second, "the impostor refused", func() bool { return nodes[0].member.Stats().Refused > 0 })
 			waitViews(t, 10*time.Second, []*testNode{nodes[0], nodes[2]}, "node-2", "real and alive", func(p nodeapi.Peer) bool { return real(p) && alive(p) })
 			nodes[1].stop(t)
