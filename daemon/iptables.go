@@ -47,9 +47,10 @@ var _ IPTables = (*iptables.IPTables)(nil)
 type ForwardPlacement string
 
 const (
-	// ForwardFirst keeps the jump the first rule of FORWARD, ahead of the host firewall's rules.
+	// ForwardFirst inserts the jump as the first rule of FORWARD, and keeps it ahead of every rule
+	// that drops or rejects (the host firewall's).
 	ForwardFirst ForwardPlacement = "first"
-	// ForwardAppend keeps the jump the last rule of FORWARD, after the host firewall's rules.
+	// ForwardAppend appends the jump to FORWARD, after the host firewall's rules.
 	ForwardAppend ForwardPlacement = "append"
 	// DefaultForwardPlacement is ForwardFirst: pods keep working behind a host firewall whose
 	// FORWARD ends in a REJECT or DROP rule.
@@ -215,35 +216,50 @@ func (r *Rules) ensureChain(c chainSpec) error {
 	return nil
 }
 
-// placeJump keeps exactly one jump to c's chain in c.parent, its first rule or its last as
-// c.placement says. A misplaced or duplicated jump is moved by adding the new one before deleting
-// the others, so that the parent is never without it.
+// placeJump keeps exactly one jump to c's chain in c.parent, placed as c.placement says, without
+// fighting other programs over the top of the chain:
+//
+//   - first: the jump must come before every rule that drops or rejects (a host firewall's); other
+//     programs' rules ahead of it that do neither are left there. A missing or misplaced jump is
+//     inserted as rule 1.
+//   - append: the jump must come after every rule that drops or rejects; a missing or misplaced
+//     jump is appended. Other rules may follow it.
+//
+// A misplaced or duplicated jump is moved by adding the new one before deleting the others, so that
+// the parent is never without it.
 func (r *Rules) placeJump(c chainSpec) error {
-	at, n, err := r.jumpsIn(c)
+	at, firstStop, lastStop, err := r.jumpsIn(c)
 	if err != nil {
 		return err
 	}
 	first := c.placement == ForwardFirst
-	want := n
-	if first {
-		want = 1
+	placed := func(id int) bool {
+		if first {
+			return firstStop == 0 || id < firstStop
+		}
+		return id > lastStop
 	}
-	if len(at) == 1 && at[0] == want {
+	keep := slices.IndexFunc(at, placed)
+	if keep == 0 && len(at) == 1 {
 		return nil
 	}
 	if len(at) > 0 {
 		r.log.Warn("moving jump", "table", c.table, "chain", c.parent, "to", c.chain, "placement", c.placement, "rules", at)
 	}
-	if first {
-		err = r.ipt.Insert(c.table, c.parent, 1, c.jump()...)
-		for i := range at {
-			at[i]++ // the insert moved them down
-		}
+	if keep >= 0 {
+		at = slices.Delete(at, keep, keep+1)
 	} else {
-		err = r.ipt.Append(c.table, c.parent, c.jump()...)
-	}
-	if err != nil {
-		return fmt.Errorf("add jump %s/%s (%s): %w", c.table, c.parent, c.placement, err)
+		if first {
+			err = r.ipt.Insert(c.table, c.parent, 1, c.jump()...)
+			for i := range at {
+				at[i]++ // the insert moved them down
+			}
+		} else {
+			err = r.ipt.Append(c.table, c.parent, c.jump()...)
+		}
+		if err != nil {
+			return fmt.Errorf("add jump %s/%s (%s): %w", c.table, c.parent, c.placement, err)
+		}
 	}
 	// From the last, so that each deletion leaves the numbers before it as they were.
 	for _, id := range slices.Backward(at) {
@@ -254,24 +270,31 @@ func (r *Rules) placeJump(c chainSpec) error {
 	return nil
 }
 
-// jumpsIn returns the rule numbers (from 1) of the jumps to c's chain in c.parent, and how many
-// rules c.parent has.
-func (r *Rules) jumpsIn(c chainSpec) (at []int, n int, err error) {
+// jumpsIn returns the rule numbers (from 1) of the jumps to c's chain in c.parent, and those of
+// its first and last rules that drop or reject (0 when none does).
+func (r *Rules) jumpsIn(c chainSpec) (at []int, firstStop, lastStop int, err error) {
 	have, err := r.ipt.List(c.table, c.parent)
 	if err != nil {
-		return nil, 0, fmt.Errorf("list %s/%s: %w", c.table, c.parent, err)
+		return nil, 0, 0, fmt.Errorf("list %s/%s: %w", c.table, c.parent, err)
 	}
 	jump := jumpRule(c)
+	n := 0
 	for _, rule := range have {
 		if !strings.HasPrefix(rule, "-A ") {
 			continue // the policy
 		}
 		n++
-		if rule == jump {
+		switch {
+		case rule == jump:
 			at = append(at, n)
+		case strings.Contains(rule+" ", " -j DROP ") || strings.Contains(rule+" ", " -j REJECT "):
+			if firstStop == 0 {
+				firstStop = n
+			}
+			lastStop = n
 		}
 	}
-	return at, n, nil
+	return at, firstStop, lastStop, nil
 }
 
 // deleteJumpAt deletes rule number id of c.parent after checking that it still is the jump to

@@ -161,8 +161,9 @@ const (
 )
 
 // TestForwardPlacement starts from a host firewall whose FORWARD ends in a REJECT, and checks where
-// each placement keeps weft's jump, that rerunning changes nothing, and that switching placement or
-// displacing the jump moves it, without duplicates.
+// each placement keeps weft's jump, that rerunning changes nothing, that switching placement or a
+// reject ahead of the jump moves it, without duplicates, and that other programs' rules that do not
+// stop traffic are left where they are.
 func TestForwardPlacement(t *testing.T) {
 	for _, backend := range []string{"iptables-nft", "iptables-legacy"} {
 		t.Run(backend, func(t *testing.T) {
@@ -203,17 +204,29 @@ func checkPlacementSteps(t *testing.T, ipt *iptables.IPTables) {
 		{"NewRules defaults to first", nil, base, weftJump + hostAccept + hostReject},
 		{"switched to append", nil, appended, hostAccept + hostReject + weftJump},
 		{"append again", nil, appended, hostAccept + hostReject + weftJump},
-		{"append, after a rule appended behind the jump", func() error {
+		{"append leaves an accept appended behind the jump", func() error {
+			return ipt.Append("filter", "FORWARD", "-i", "lo", "-j", "ACCEPT")
+		}, appended, hostAccept + hostReject + weftJump + hostAccept},
+		{"append moves the jump behind a drop appended behind it", func() error {
+			if err := ipt.DeleteById("filter", "FORWARD", 4); err != nil { // the accept just appended
+				return err
+			}
 			return ipt.Append("filter", "FORWARD", "-j", "DROP")
 		}, appended, hostAccept + hostReject + "-A FORWARD -j DROP\n" + weftJump},
 		{"switched back to first", func() error {
 			return ipt.Delete("filter", "FORWARD", "-j", "DROP")
 		}, first, weftJump + hostAccept + hostReject},
-		{"first, after a rule inserted ahead of the jump", func() error {
+		{"first leaves another program's accept ahead of the jump (no fight over rule 1)", func() error {
 			return ipt.Insert("filter", "FORWARD", 1, "-i", "lo", "-j", "ACCEPT")
-		}, first, weftJump + hostAccept + hostAccept + hostReject},
-		{"first, with a duplicate jump", func() error {
+		}, first, hostAccept + weftJump + hostAccept + hostReject},
+		{"first moves the jump ahead of a reject inserted ahead of it", func() error {
 			if err := ipt.Delete("filter", "FORWARD", "-i", "lo", "-j", "ACCEPT"); err != nil {
+				return err
+			}
+			return ipt.Insert("filter", "FORWARD", 1, "-j", "REJECT")
+		}, first, weftJump + hostReject + hostAccept + hostReject},
+		{"first, with a duplicate jump", func() error {
+			if err := ipt.Delete("filter", "FORWARD", "-j", "REJECT"); err != nil {
 				return err
 			}
 			return ipt.Insert("filter", "FORWARD", 3, jumpArgs...)
@@ -282,7 +295,8 @@ func TestForwardPlacementRace(t *testing.T) {
 		if err := first.Ensure(); err != nil {
 			t.Errorf("Ensure after the race: %v", err)
 		}
-		if got, want := forwardRules(t, ipt), weftJump+hostAccept+hostReject; got != want {
+		// The jump behind the foreign accept is ahead of the REJECT: it stays, the duplicate goes.
+		if got, want := forwardRules(t, ipt), hostAccept+weftJump+hostReject; got != want {
 			t.Errorf("the check after the race: FORWARD\n%s\nwant\n%s", got, want)
 		}
 		return nil
