@@ -36,6 +36,8 @@ type Config struct {
 
 	GossipBind    netip.AddrPort
 	GossipKeyFile string
+	// GossipInsecure allows gossip without a keyring (labs only).
+	GossipInsecure bool
 	GossipLabel   string
 	Join          []string
 
@@ -77,7 +79,8 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (*C
 	fs.StringVar(&c.Iface, "iface", "", "underlay interface (default: the interface of the default route)")
 	fs.StringVar(&publicIP, "public-ip", "", "underlay IPv4 address peers tunnel to (default: the first address of -iface)")
 	fs.StringVar(&gossipBind, "gossip-bind", "", "gossip bind address ip:port (default: <public-ip>:7946)")
-	fs.StringVar(&c.GossipKeyFile, "gossip-key-file", "", "gossip keyring file: one base64 AES key per line, the first is primary")
+	fs.StringVar(&c.GossipKeyFile, "gossip-key-file", "", "gossip keyring file: one base64 AES key per line, the first is primary (required unless -gossip-insecure)")
+	fs.BoolVar(&c.GossipInsecure, "gossip-insecure", false, "run gossip unencrypted without -gossip-key-file: anyone who reaches the gossip port can read it and speak (labs only)")
 	fs.StringVar(&c.GossipLabel, "gossip-label", "weft", "gossip cluster label; nodes with another label are ignored")
 	fs.StringVar(&join, "join", "", "comma-separated static gossip addresses to join, besides those in etcd")
 	fs.StringVar(&c.SubnetFile, "subnet-file", subnet.DefaultEnvFile, "subnet.env file written for the CNI plugin")
@@ -162,6 +165,7 @@ func (c *Config) Validate() error {
 		return bad("probe-interval", c.ProbeInterval, "must not be negative")
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return bad("log-format", c.LogFormat, "want text or json")
+
 	}
 	if err := c.ForwardPlacement.Check(); err != nil {
 		return bad("forward-placement", c.ForwardPlacement, err.Error())
@@ -176,6 +180,9 @@ func (c *Config) Validate() error {
 		if err := subnet.CheckMTU(c.MTU); err != nil {
 			return bad("mtu", c.MTU, err.Error()+", or 0 for automatic")
 		}
+	}
+	if c.GossipKeyFile == "" && !c.GossipInsecure {
+		return bad("gossip-key-file", "", "required: gossip is encrypted unless -gossip-insecure is given (labs only)")
 	}
 	return nil
 }

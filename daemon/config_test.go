@@ -15,7 +15,7 @@ import (
 
 func TestParseFlags(t *testing.T) {
 	env := map[string]string{"WEFT_ETCD_ENDPOINTS": "http://10.0.0.1:2379,http://10.0.0.2:2379", "WEFT_IP_MASQ": "false"}
-	c, err := ParseFlags([]string{"-node-name", "n1", "-public-ip", "192.0.2.7", "-lease-ttl", "1h"}, func(k string) string { return env[k] }, io.Discard)
+	c, err := ParseFlags([]string{"-node-name", "n1", "-public-ip", "192.0.2.7", "-lease-ttl", "1h", "-gossip-key-file", "/etc/weft/gossip.key"}, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +25,7 @@ func TestParseFlags(t *testing.T) {
 	if c.ForwardPlacement != ForwardFirst {
 		t.Errorf("-forward-placement default %q, want %q", c.ForwardPlacement, ForwardFirst)
 	}
-	c, err = ParseFlags([]string{"-node-name", "n1"}, func(k string) string { return map[string]string{"WEFT_FORWARD_PLACEMENT": "append"}[k] }, io.Discard)
+	c, err = ParseFlags([]string{"-node-name", "n1", "-gossip-insecure"}, func(k string) string { return map[string]string{"WEFT_FORWARD_PLACEMENT": "append"}[k] }, io.Discard)
 	if err != nil || c.ForwardPlacement != ForwardAppend {
 		t.Errorf("WEFT_FORWARD_PLACEMENT=append: placement %q, err %v", c.ForwardPlacement, err)
 	}
@@ -59,6 +59,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{[]string{"-node-name", "n", "-forward-placement", "last"}, nil, `-forward-placement="last": want first or append`},
 		{[]string{"-node-name", "n"}, map[string]string{"WEFT_FORWARD_PLACEMENT": "top"}, `-forward-placement="top"`},
 		{[]string{"-node-name", "n"}, map[string]string{"WEFT_LEASE_TTL": "forever"}, "WEFT_LEASE_TTL"},
+		{[]string{"-node-name", "n"}, nil, `-gossip-key-file="": required: gossip is encrypted unless -gossip-insecure is given`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/weft-net/weft/internal/flagenv"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
 
 	"github.com/containernetworking/cni/libcni"
@@ -44,7 +45,14 @@ func readFile(t *testing.T, name string) []byte {
 func weftdVars(t *testing.T) map[string]bool {
 	t.Helper()
 	vars := make(map[string]bool)
-	if _, err := daemon.ParseFlags(nil, func(k string) string { vars[k] = true; return "" }, io.Discard); err != nil {
+	getenv := func(k string) string {
+		vars[k] = true
+		if k == flagenv.Name("gossip-insecure") {
+			return "true" // defaults alone lack a keyring
+		}
+		return ""
+	}
+	if _, err := daemon.ParseFlags(nil, getenv, io.Discard); err != nil {
 		t.Fatalf("weftd's defaults: %v", err)
 	}
 	if !vars["WEFT_ETCD_ENDPOINTS"] || !vars["WEFT_NODE_NAME"] {

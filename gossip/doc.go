@@ -1,21 +1,18 @@
-// Package gossip runs weft's memberlist cluster among the nodes and merges what it hears with the
-// etcd lease set into the peer view that the backend programs.
-//
-// Three parts, wired together by the daemon:
+// Package gossip runs weft's memberlist cluster among the nodes.
 //
 //   - Meta is what a node advertises about itself in its memberlist meta: name, subnet, public IP,
-//     VTEP MAC, VNI and the AttrVersion of its lease attributes, in a compact, versioned binary form.
+//     VTEP MAC, VNI and the AttrVersion of its lease attributes, in a compact, versioned binary
+//     form, signed with the node's Ed25519 key (LoadNodeKey) over everything it asserts and the
+//     gossip address it announces.
 //   - Member runs the memberlist instance: encryption keyring loaded from a key file and rotated by
-//     ReloadKeys, cluster label, background joins to the gossip addresses found in etcd, and member
-//     events handed to an Observer.
-//   - View is the Observer that turns the authoritative etcd lease set (SetLeases) plus gossip claims
-//     into the full desired peer set for backend.Backend.SetPeers, coalescing bursts of changes.
+//     ReloadKeys, cluster label, background joins to the gossip addresses found in etcd, admission
+//     of every alive message through an Admitter, and member events handed to an Observer.
 //
-// Gossip never decides who owns a subnet: a gossip claim "node X has subnet S" is used only when the
-// etcd lease for S names X. See docs/gossip.md.
+// Package peerview is both the Observer and the Admitter in weftd: it decides, from etcd's leases,
+// which members are let in and which claims are believed. See docs/gossip.md.
 //
-// The package imports neither the etcd client nor prometheus; Member.Stats and View.Stats return
-// snapshots that the daemon exports as metrics.
+// The package imports neither the etcd client nor prometheus; Member.Stats returns snapshots that
+// the daemon exports as metrics.
 package gossip
 
 import "errors"

@@ -86,7 +86,7 @@ func TestConnectionFlagsMatchWeftd(t *testing.T) {
 		},
 	} {
 		getenv := func(k string) string { return vars[k] }
-		d, err := daemon.ParseFlags([]string{"-node-name", "n1"}, getenv, nil)
+		d, err := daemon.ParseFlags([]string{"-node-name", "n1", "-gossip-insecure"}, getenv, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
