@@ -617,6 +617,22 @@ func TestClusterRefusesStrangers(t *testing.T) {
 	}
 }
 
+// TestClusterAdmitsOnceLeased: a new node whose lease has not reached the others yet is refused,
+// and admitted (and programmed alive) once the etcd snapshot with its lease arrives.
+func TestClusterAdmitsOnceLeased(t *testing.T) {
+	c := newTestCluster(t)
+	keys := c.writeKeys("keys", "A")
+	nodes := []*testNode{c.start("node-1", keys), c.start("node-2", keys)}
+	waitViews(t, 10*time.Second, nodes, "node-2", "alive", alive)
+	n3 := c.launch("node-3", keys, 3, false)
+	waitFor(t, 10*time.Second, "node-3 refused before its lease is known", func() bool { return nodes[0].member.Stats().Refused > 0 })
+	c.mu.Lock()
+	c.leases = append(c.leases, n3.lease)
+	c.mu.Unlock()
+	c.setLeases()
+	waitViews(t, 10*time.Second, append(nodes, n3), "node-3", "alive once leased", alive)
+}
+
 // TestClusterImpostor: a member named node-2, with the keyring, at another address, claiming
 // node-2's subnet with a higher version and its own MAC, is refused while node-2 is alive, after it
 // left and while it is away, whether it signs with its own key or replays node-2's (a stolen key
