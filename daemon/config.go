@@ -38,8 +38,8 @@ type Config struct {
 	GossipKeyFile string
 	// GossipInsecure allows gossip without a keyring (labs only).
 	GossipInsecure bool
-	GossipLabel   string
-	Join          []string
+	GossipLabel    string
+	Join           []string
 
 	SubnetFile string
 	StateDir   string
