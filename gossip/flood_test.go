@@ -31,7 +31,9 @@ const aliveMsgType = 4
 
 type admitFunc func(name string, addr netip.AddrPort, meta []byte) error
 
-func (f admitFunc) Admit(name string, addr netip.AddrPort, meta []byte) error { return f(name, addr, meta) }
+func (f admitFunc) Admit(name string, addr netip.AddrPort, meta []byte) error {
+	return f(name, addr, meta)
+}
 
 // forgeAlive encodes an alive message for a member that does not exist, as an attacker on the
 // underlay without a keyring (the cluster runs -gossip-insecure) would send it.
