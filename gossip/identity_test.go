@@ -2,10 +2,13 @@ package gossip
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/weft-net/weft/subnet"
 )
 
 func TestLoadNodeKey(t *testing.T) {
@@ -38,5 +41,12 @@ func TestLoadNodeKey(t *testing.T) {
 		if data, _ := os.ReadFile(p); string(data) != content {
 			t.Errorf("%s: the bad file was rewritten", name)
 		}
+	}
+}
+
+// TestNodeKeySize: the lease's key field holds exactly an Ed25519 public key.
+func TestNodeKeySize(t *testing.T) {
+	if subnet.NodeKeySize != ed25519.PublicKeySize {
+		t.Fatalf("subnet.NodeKeySize = %d, ed25519.PublicKeySize = %d", subnet.NodeKeySize, ed25519.PublicKeySize)
 	}
 }

@@ -2,7 +2,6 @@ package subnet
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -11,6 +10,9 @@ import (
 	"strings"
 	"time"
 )
+
+// NodeKeySize is the length of a node key in a lease, an Ed25519 public key.
+const NodeKeySize = 32
 
 // LeaseFormat is the version of weft's own fields in a lease value. A reader ignores fields it does
 // not know, so newer writers stay readable.
@@ -35,9 +37,10 @@ type LeaseAttrs struct {
 	AttrVersion int64
 	// AcquiredAt is when the node took the subnet.
 	AcquiredAt time.Time
-	// NodeKey is the node's Ed25519 public key, which signs its gossip claims; nil in values
-	// flannel or an older weft wrote.
-	NodeKey ed25519.PublicKey
+	// NodeKey is the node's Ed25519 public key (NodeKeySize bytes), which signs its gossip claims;
+	// nil in values flannel or an older weft wrote. (A plain byte slice: the CNI plugin links this
+	// package and no crypto.)
+	NodeKey []byte
 }
 
 type wireLease struct {
@@ -82,8 +85,8 @@ func (a *LeaseAttrs) Validate() error {
 		return bad("WeftAttrVersion=%d: negative", a.AttrVersion)
 	case strings.ContainsAny(a.NodeName, "\x00\n") || len(a.NodeName) > 253:
 		return bad("WeftNode=%q: not a node name", a.NodeName)
-	case a.NodeKey != nil && len(a.NodeKey) != ed25519.PublicKeySize:
-		return bad("WeftNodeKey: %d bytes, want an Ed25519 public key of %d", len(a.NodeKey), ed25519.PublicKeySize)
+	case a.NodeKey != nil && len(a.NodeKey) != NodeKeySize:
+		return bad("WeftNodeKey: %d bytes, want an Ed25519 public key of %d", len(a.NodeKey), NodeKeySize)
 	}
 	return nil
 }
