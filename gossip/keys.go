@@ -50,6 +50,7 @@ func readKeyFile(path string) (keys [][]byte, loose bool, err error) {
 // primary first; blank lines and lines starting with # are skipped. Errors name the line.
 func parseKeys(data []byte) ([][]byte, error) {
 	var keys [][]byte
+	seen := map[string]bool{}
 	for i, raw := range strings.Split(string(data), "\n") {
 		s := strings.TrimSpace(raw)
 		if s == "" || strings.HasPrefix(s, "#") {
@@ -63,9 +64,10 @@ func parseKeys(data []byte) ([][]byte, error) {
 		if err := memberlist.ValidateKey(key); err != nil {
 			return nil, fmt.Errorf("line %d: key is %d bytes, want 16, 24 or 32", line, len(key))
 		}
-		if slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, key) }) {
+		if seen[string(key)] {
 			return nil, fmt.Errorf("line %d: duplicate key", line)
 		}
+		seen[string(key)] = true
 		keys = append(keys, key)
 	}
 	if len(keys) == 0 {
