@@ -114,7 +114,7 @@ func newNode(ctx context.Context, cfg *Config, netCfg *subnet.Config, mgr *wefte
 	if err := n.startGossip(cfg, netCfg, h, ul, gossipAddr, key); err != nil {
 		return nil, err
 	}
-	n.joinSavedPeers()
+	n.useSavedLeases()
 	n.prober = newProber(cfg.ProbeInterval, log)
 	n.metrics = newMetrics(n.gauges())
 	return n, nil

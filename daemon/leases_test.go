@@ -1,69 +1,77 @@
 package daemon
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/weft-net/weft/subnet"
 )
 
-func TestParseGossipPeers(t *testing.T) {
+const savedSet = `{"kind":"weft-lease-set/v1","leases":[` +
+	`{"key":"10.244.2.0-24","value":{"PublicIP":"198.18.0.12","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:00:02"},"WeftFormat":1,"WeftNode":"node2","WeftGossipAddr":"198.18.0.12:7946"},"createRevision":7},` +
+	`{"key":"10.244.3.0-24","value":{"PublicIP":"not an address","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:00:03"}}},` +
+	`{"key":"10.244.4.0-24","value":{"PublicIP":"198.18.0.14","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:00:04"}}}]}`
+
+func TestParseLeaseSet(t *testing.T) {
+	render := func(ls []subnet.Lease) string {
+		var out []string
+		for _, l := range ls {
+			out = append(out, fmt.Sprintf("%s %s %s rev=%d", l.Subnet, l.Attrs.NodeName, l.Attrs.PublicIP, l.CreateRevision))
+		}
+		return strings.Join(out, "; ")
+	}
 	for _, tt := range []struct {
-		in, want string
+		name, in, want, err string
 	}{
-		{`["198.18.0.12:7946","198.18.0.13:7946"]`, "[198.18.0.12:7946 198.18.0.13:7946]"},
-		{`[]`, "[]"},
-		{`null`, "[]"},
-		{`["198.18.0.12"]`, "bad gossip peers file: not an ip:port"},
-		{`["198.18.0.12:0"]`, `bad gossip peers file: [0]="198.18.0.12:0": want IPv4:port`},
-		{`["[fc00::1]:7946"]`, `bad gossip peers file: [0]="[fc00::1]:7946": want IPv4:port`},
-		{`[""]`, `bad gossip peers file: [0]="invalid AddrPort": want IPv4:port`},
-		{`{"a":1}`, "bad gossip peers file: json: cannot unmarshal object into Go value of type []netip.AddrPort"},
-		{``, "bad gossip peers file: unexpected end of JSON input"},
+		{"one bad lease is left out alone", savedSet, "10.244.2.0/24 node2 198.18.0.12 rev=7; 10.244.4.0/24  198.18.0.14 rev=0", `leases[1] ("10.244.3.0-24"): invalid lease: PublicIP="not an address"`},
+		{"empty", `{"kind":"weft-lease-set/v1","leases":[]}`, "", ""},
+		{"bad key", `{"kind":"weft-lease-set/v1","leases":[{"key":"x","value":{}}]}`, "", `leases[0] ("x")`},
+		{"another file", `{"kind":"weft-lab/v1"}`, "", `kind "weft-lab/v1", want "weft-lease-set/v1"`},
+		{"the old gossip peers file", `["198.18.0.12:7946"]`, "", "cannot unmarshal array"},
+		{"not JSON", ``, "", "unexpected end of JSON input"},
 	} {
-		addrs, err := parseGossipPeers([]byte(tt.in))
-		got := fmt.Sprint(addrs)
-		if err != nil {
-			got = err.Error()
-			if !errors.Is(err, ErrBadGossipPeers) {
-				t.Errorf("%s: error %v does not wrap ErrBadGossipPeers", tt.in, err)
+		t.Run(tt.name, func(t *testing.T) {
+			leases, err := parseLeaseSet([]byte(tt.in))
+			if got := render(leases); got != tt.want {
+				t.Errorf("leases %q, want %q", got, tt.want)
 			}
-		}
-		if got != tt.want {
-			t.Errorf("%s: got %s, want %s", tt.in, got, tt.want)
-		}
+			switch {
+			case tt.err == "" && err != nil:
+				t.Errorf("error %v", err)
+			case tt.err != "" && (!errors.Is(err, ErrBadLeaseSet) || !strings.Contains(err.Error(), tt.err)):
+				t.Errorf("error %v, want ErrBadLeaseSet saying %q", err, tt.err)
+			}
+		})
 	}
 }
 
-// FuzzParseGossipPeers checks that the gossip peers file parser never panics, that errors wrap
-// ErrBadGossipPeers and that what it accepts is usable and survives a write and a read.
-func FuzzParseGossipPeers(f *testing.F) {
-	f.Add([]byte(`["198.18.0.12:7946","198.18.0.13:7946"]`))
-	f.Add([]byte(`["198.18.0.12:0"]`))
+// FuzzParseLeaseSet checks that the lease set parser never panics, that errors wrap
+// ErrBadLeaseSet, and that what it accepts survives a write and a read.
+func FuzzParseLeaseSet(f *testing.F) {
+	f.Add([]byte(savedSet))
+	f.Add([]byte(`{"kind":"weft-lease-set/v1","leases":[{"key":"10.244.2.0-24&fd00::-64","value":{}}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		addrs, err := parseGossipPeers(data)
-		if err != nil {
-			if !errors.Is(err, ErrBadGossipPeers) {
-				t.Fatalf("error %v does not wrap ErrBadGossipPeers", err)
-			}
-			return
+		leases, err := parseLeaseSet(data)
+		if err != nil && !errors.Is(err, ErrBadLeaseSet) {
+			t.Fatalf("error %v does not wrap ErrBadLeaseSet", err)
 		}
-		for _, a := range addrs {
-			if !a.Addr().Is4() || a.Port() == 0 {
-				t.Fatalf("accepted %s", a)
-			}
-		}
-		out, err := json.Marshal(addrs)
+		out, err := encodeLeaseSet(leases)
 		if err != nil {
 			t.Fatal(err)
 		}
-		again, err := parseGossipPeers(out)
-		if err != nil || fmt.Sprint(again) != fmt.Sprint(addrs) {
-			t.Fatalf("%v written as %s read back as %v (%v)", addrs, out, again, err)
+		again, err := parseLeaseSet(out)
+		if err != nil || len(again) != len(leases) {
+			t.Fatalf("%d leases written as %s read back as %d (%v)", len(leases), out, len(again), err)
+		}
+		for i := range again {
+			j := slices.IndexFunc(leases, func(l subnet.Lease) bool { return l.Subnet == again[i].Subnet && l.Attrs.Equal(&again[i].Attrs) })
+			if j < 0 {
+				t.Fatalf("lease %+v read back, not among those written", again[i])
+			}
 		}
 	})
 }

@@ -17,8 +17,11 @@ import (
 // etcd is down (or after someone wrote an invalid config) runs on what it ran on before.
 const netConfigFile = "netconfig.json"
 
-// configProbe is how long start-up tries etcd for the config before it falls back to the cache.
-const configProbe = 5 * time.Second
+// configProbe is how long start-up tries etcd, for the config and then for the lease, before it
+// falls back to what the state dir holds (the cached config, a provisional lease): short, because
+// a node rebooted during an outage routes only once it has both, and what it falls back to is
+// confirmed or replaced as soon as etcd answers.
+const configProbe = time.Second
 
 // networkConfig returns the network config from etcd and caches it. When a cached config exists and
 // etcd does not give a valid one within configProbe, the cached one is used; without a cache it

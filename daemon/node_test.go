@@ -79,8 +79,9 @@ func (f *fakeStore) LeaseExpiry() time.Time {
 
 // fakeBackend programs nothing and fails SetPeers as the test says.
 type fakeBackend struct {
-	mu  sync.Mutex
-	err error
+	mu    sync.Mutex
+	err   error
+	peers []backend.Peer
 }
 
 func (b *fakeBackend) setErr(err error) {
@@ -89,10 +90,22 @@ func (b *fakeBackend) setErr(err error) {
 	b.err = err
 }
 
-func (b *fakeBackend) SetPeers([]backend.Peer) error {
+func (b *fakeBackend) SetPeers(p []backend.Peer) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.peers = p
 	return b.err
+}
+
+// programmed renders the last peer set, one "name subnet" each.
+func (b *fakeBackend) programmed() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, p := range b.peers {
+		out = append(out, p.Name+" "+p.Subnet.String())
+	}
+	return strings.Join(out, ", ")
 }
 
 func (b *fakeBackend) EnsureDevice(context.Context) error { return nil }
@@ -100,13 +113,16 @@ func (b *fakeBackend) Run(ctx context.Context) error      { <-ctx.Done(); return
 func (b *fakeBackend) MTU() int                           { return 1450 }
 func (b *fakeBackend) Stats() backend.Stats               { return backend.Stats{} }
 
-type fakeMember struct{ metas []gossip.Meta }
+type fakeMember struct {
+	metas []gossip.Meta
+	joins []netip.AddrPort
+}
 
-func (m *fakeMember) SetMeta(meta gossip.Meta) error { m.metas = append(m.metas, meta); return nil }
-func (m *fakeMember) JoinAddrs([]netip.AddrPort)     {}
-func (m *fakeMember) Run(ctx context.Context) error  { <-ctx.Done(); return nil }
-func (m *fakeMember) ReloadKeys() error              { return nil }
-func (m *fakeMember) Stats() gossip.MemberStats      { return gossip.MemberStats{} }
+func (m *fakeMember) SetMeta(meta gossip.Meta) error   { m.metas = append(m.metas, meta); return nil }
+func (m *fakeMember) JoinAddrs(addrs []netip.AddrPort) { m.joins = addrs }
+func (m *fakeMember) Run(ctx context.Context) error    { <-ctx.Done(); return nil }
+func (m *fakeMember) ReloadKeys() error                { return nil }
+func (m *fakeMember) Stats() gossip.MemberStats        { return gossip.MemberStats{} }
 
 type fakeView struct{}
 
@@ -471,5 +487,42 @@ func TestNodeLeaseExpiry(t *testing.T) {
 	}
 	if err := tn.ready(); err == nil || !strings.Contains(err.Error(), "expired") {
 		t.Fatalf("ready() = %v, want the expiry named", err)
+	}
+}
+
+// TestRebootDuringOutage: a node that saw a lease set before it restarted programs those peers from
+// its state dir at once, without etcd, and joins their gossip addresses.
+func TestRebootDuringOutage(t *testing.T) {
+	before := newTestNode(t)
+	peerLease := func(node, sn, ip string) subnet.Lease {
+		a := testAttrs
+		a.NodeName, a.PublicIP, a.GossipAddr = node, netip.MustParseAddr(ip), netip.MustParseAddrPort(ip+":7946")
+		a.VtepMAC = net.HardwareAddr{2, 0, 0, 0, 0, netip.MustParseAddr(ip).As4()[3]}
+		return subnet.Lease{Subnet: netip.MustParsePrefix(sn), Attrs: a}
+	}
+	own := peerLease("n1", "10.244.1.0/24", "192.0.2.1")
+	before.leaseHandler()(weftetcd.LeaseSet{Leases: []subnet.Lease{own, peerLease("n2", "10.244.2.0/24", "192.0.2.2"), peerLease("n3", "10.244.3.0/24", "192.0.2.3")}})
+
+	after := newTestNode(t)
+	after.cfg.stateDir = before.cfg.stateDir
+	view, err := peerview.NewView(peerview.ViewConfig{LocalNode: "n1", Quiet: time.Millisecond, MaxDelay: 10 * time.Millisecond}, after.program)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after.view = view
+	view.SetLocalSubnet(own.Subnet)
+	go view.Run(t.Context())
+	after.start(&own, false)
+	after.useSavedLeases()
+	if _, err := poll.Until(t.Context(), "the saved peers programmed", 10*time.Second, func() error {
+		if got := after.be.programmed(); got != "n2 10.244.2.0/24, n3 10.244.3.0/24" {
+			return errors.New(got)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(after.member.joins); got != "[192.0.2.2:7946 192.0.2.3:7946]" {
+		t.Errorf("joined %s, want the saved peers' gossip addresses", got)
 	}
 }

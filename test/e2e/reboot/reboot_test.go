@@ -90,6 +90,43 @@ func nodeReboot(t *testing.T, rounds int) {
 			}
 		})
 
+		t.Run(fmt.Sprintf("round %d/reboot during an etcd outage", round+1), func(t *testing.T) {
+			if err := l.StopEtcd(); err != nil {
+				t.Fatal(err)
+			}
+			etcdUp := false
+			t.Cleanup(func() {
+				if !etcdUp {
+					if err := l.StartEtcd(context.Background()); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+			simulateReboot(t, l, n1)
+			if err := l.StartWeftd(n1); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			// Pods of node1 reach every peer's pod, and back, from the saved lease set alone.
+			e2etest.Poll(t, "node1's pod and its peers' pods reach each other without etcd", 20*time.Second, func() error {
+				for _, pp := range [][2]*lab.Pod{{pods[0], pods[1]}, {pods[0], pods[2]}, {pods[1], pods[0]}, {pods[2], pods[0]}} {
+					if err := lab.Ping(e2etest.NS(t, l, pp[0].Netns), pp[1].IP, 9200, 500*time.Millisecond); err != nil {
+						return fmt.Errorf("%s → %s: %w", pp[0].Name, pp[1].Name, err)
+					}
+				}
+				return nil
+			})
+			t.Logf("FIGURE reboot during an etcd outage: node1's pod reaches every peer %v after weftd started", time.Since(start).Round(time.Millisecond))
+			e2etest.WaitLog(t, n1, 5*time.Second, "programming peers from the saved lease set until etcd answers")
+			if err := l.StartEtcd(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			etcdUp = true
+			if err := l.WaitReady(context.Background(), n1, 60*time.Second); err != nil {
+				t.Fatal(err)
+			}
+		})
+
 		hand := net.HardwareAddr{0x02, 0x77, 0x65, 0x66, 0x74, byte(2 * round)}
 		t.Run(fmt.Sprintf("round %d/MAC set by hand", round+1), func(t *testing.T) {
 			macChange(t, l, n1, peers, pairs(), unrelated, hand, "etcd up", func() {
