@@ -34,7 +34,7 @@ func (m *Manager) Reserve(ctx context.Context, s netip.Prefix, attrs subnet.Leas
 	if err != nil {
 		return err
 	}
-	if !s.IsValid() || s.Masked() != s || s.Bits() != cfg.SubnetLen || !cfg.Network.Contains(s.Addr()) {
+	if !s.IsValid() || s.Masked() != s || !cfg.Covers(s) {
 		return fmt.Errorf("%w: %s: want a /%d subnet of %s", ErrInvalidSubnet, s, cfg.SubnetLen, cfg.Network)
 	}
 	attrs.Format = subnet.LeaseFormat
@@ -63,8 +63,8 @@ func (m *Manager) Reserve(ctx context.Context, s netip.Prefix, attrs subnet.Leas
 			continue
 		}
 		kv := kvs[0]
-		if id := readIdentity(kv.Value); id.WeftNode != attrs.NodeName {
-			return fmt.Errorf("%w: %s is held by %s", ErrSubnetInUse, s, id.holder())
+		if id := readIdentity(kv.Value); id.NodeName != attrs.NodeName {
+			return fmt.Errorf("%w: %s is held by %s", ErrSubnetInUse, s, id.Holder())
 		}
 		if kv.Lease == 0 {
 			return nil
@@ -113,7 +113,7 @@ func (m *Manager) Reclaim(ctx context.Context, s netip.Prefix) error {
 				lost = true
 				continue
 			}
-			m.log.Info("reclaimed subnet", "key", key, "holder", e.id.holder())
+			m.log.Info("reclaimed subnet", "key", key, "holder", e.id.Holder())
 			if e.kv.Lease != 0 {
 				if err := m.revokeIfUnused(ctx, e.kv.Lease); err != nil {
 					return fmt.Errorf("reclaimed %s but %w", key, err)
