@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/weft-net/weft/subnet"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
 )
@@ -137,16 +135,15 @@ func (s *session) describeHolder(ctx context.Context, env *Env, e *keyEntry) err
 		}
 		return nil
 	}
-	var ttl *clientv3.LeaseTimeToLiveResponse
+	var left, granted time.Duration
 	if err := s.do(ctx, func(ctx context.Context) error {
 		var err error
-		ttl, err = s.cli.TimeToLive(ctx, clientv3.LeaseID(e.EtcdLease))
+		left, granted, err = s.m.LeaseTTL(ctx, e.EtcdLease)
 		return err
 	}); err != nil {
-		return fmt.Errorf("reading etcd lease %x of %s: %w", e.EtcdLease, e.Key, err)
+		return fmt.Errorf("%s: %w", e.Key, err)
 	}
 	fmt.Fprintf(env.Stdout, "%s is leased to %s (key %s, etcd lease %x, %s).\n", e.Subnet, who, e.Key, e.EtcdLease, e.expires(env.now()))
-	granted, left := time.Duration(ttl.GrantedTTL)*time.Second, time.Duration(ttl.TTL)*time.Second
 	if left > 0 && granted-left < aliveWithin(granted) {
 		fmt.Fprintf(env.Stderr, "warning: the etcd lease was renewed %s ago: weftd on that node looks alive, and a live weftd takes its\n"+
 			"subnet back as soon as it loses it. Stop weftd on the node first if it should not keep %s.\n", (granted - left).String(), e.Subnet)

@@ -25,30 +25,41 @@ type problem struct {
 	Detail string `json:"detail"`
 }
 
-// fits reports whether the config covers s: weftd keeps a key of its own only if it does.
-func fits(cfg *subnet.Config, s netip.Prefix) bool {
-	return cfg.Network.Contains(s.Addr()) && s.Bits() == cfg.SubnetLen
-}
-
 // checkKeys finds the problems of a set of subnet keys under cfg (nil when the config is missing
 // or invalid: cfgErr says why).
 func checkKeys(cfg *subnet.Config, cfgErr error, entries []keyEntry) []problem {
-	var out []problem
-	add := func(kind string, e *keyEntry, format string, args ...any) {
-		p := problem{Kind: kind, Key: e.Key, Detail: fmt.Sprintf(format, args...)}
-		if e.Subnet.IsValid() {
-			p.Subnet = e.Subnet.String()
-		}
-		out = append(out, p)
-	}
+	var c checker
 	if cfgErr != nil {
-		out = append(out, problem{Kind: "config", Detail: cfgErr.Error()})
+		c.out = append(c.out, problem{Kind: "config", Detail: cfgErr.Error()})
 	}
+	named := c.checkEach(cfg, entries)
+	c.checkOverlaps(named)
+	c.checkDuplicates(named)
+	slices.SortStableFunc(c.out, func(a, b problem) int {
+		return cmp.Or(compareSubnetStrings(a.Subnet, b.Subnet),
+			strings.Compare(a.Key, b.Key), strings.Compare(a.Kind, b.Kind))
+	})
+	return c.out
+}
+
+// checker collects the problems leases check finds.
+type checker struct{ out []problem }
+
+func (c *checker) add(kind string, e *keyEntry, format string, args ...any) {
+	p := problem{Kind: kind, Key: e.Key, Detail: fmt.Sprintf(format, args...)}
+	if e.Subnet.IsValid() {
+		p.Subnet = e.Subnet.String()
+	}
+	c.out = append(c.out, p)
+}
+
+// checkEach finds the problems of each key alone, and returns the keys that name a subnet.
+func (c *checker) checkEach(cfg *subnet.Config, entries []keyEntry) []*keyEntry {
 	var named []*keyEntry
 	for i := range entries {
 		e := &entries[i]
 		if e.Err != nil {
-			add("malformed", e, "%v (flannel nodes drop their routes over such values; fix or reclaim the key)", e.Err)
+			c.add("malformed", e, "%v (flannel nodes drop their routes over such values; fix or reclaim the key)", e.Err)
 		}
 		if !e.Subnet.IsValid() {
 			continue
@@ -57,13 +68,18 @@ func checkKeys(cfg *subnet.Config, cfgErr error, entries []keyEntry) []problem {
 		if cfg == nil {
 			continue
 		}
-		if !fits(cfg, e.Subnet) {
-			add("outside-config", e, "not a /%d subnet of Network %s: weftd never uses it", cfg.SubnetLen, cfg.Network)
+		if !cfg.Covers(e.Subnet) {
+			c.add("outside-config", e, "not a /%d subnet of Network %s: weftd never uses it", cfg.SubnetLen, cfg.Network)
 		}
 		if l := e.Lease; l != nil && l.Attrs.VNI != cfg.Backend.VNI {
-			add("vni-mismatch", e, "the lease says VNI %d, the config %d: the node runs with an old config; restart its weftd (or flanneld)", l.Attrs.VNI, cfg.Backend.VNI)
+			c.add("vni-mismatch", e, "the lease says VNI %d, the config %d: the node runs with an old config; restart its weftd (or flanneld)", l.Attrs.VNI, cfg.Backend.VNI)
 		}
 	}
+	return named
+}
+
+// checkOverlaps finds the keys naming the same or overlapping subnets; it sorts named by subnet.
+func (c *checker) checkOverlaps(named []*keyEntry) {
 	// Keys sorted by address: a key overlapping an earlier one starts inside the earlier one that
 	// reaches furthest.
 	slices.SortStableFunc(named, func(a, b *keyEntry) int { return a.Subnet.Compare(b.Subnet) })
@@ -73,15 +89,19 @@ func checkKeys(cfg *subnet.Config, cfgErr error, entries []keyEntry) []problem {
 			r := named[reach]
 			switch {
 			case r.Subnet == e.Subnet:
-				add("duplicate-subnet", e, "keys %s and %s both name it: two holders for one subnet", path.Base(r.Key), path.Base(e.Key))
+				c.add("duplicate-subnet", e, "keys %s and %s both name it: two holders for one subnet", path.Base(r.Key), path.Base(e.Key))
 			case r.Subnet.Overlaps(e.Subnet):
-				add("overlap", e, "overlaps %s (key %s): both nodes route the shared addresses", r.Subnet, r.Key)
+				c.add("overlap", e, "overlaps %s (key %s): both nodes route the shared addresses", r.Subnet, r.Key)
 			}
 		}
 		if reach < 0 || lastAddr(e.Subnet).Compare(lastAddr(named[reach].Subnet)) > 0 {
 			reach = i
 		}
 	}
+}
+
+// checkDuplicates finds nodes, VTEP MACs and public IPs that several keys share.
+func (c *checker) checkDuplicates(named []*keyEntry) {
 	byNode := map[string][]*keyEntry{}
 	byMAC := map[string][]*keyEntry{}
 	byIP := map[netip.Addr][]*keyEntry{}
@@ -97,40 +117,37 @@ func checkKeys(cfg *subnet.Config, cfgErr error, entries []keyEntry) []problem {
 			byIP[ip] = append(byIP[ip], e)
 		}
 	}
-	dups := func(kind, what, verb string, g []*keyEntry, why string) {
-		for _, e := range g {
-			var others []string
-			for _, o := range g {
-				if o != e {
-					others = append(others, o.Subnet.String())
-				}
-			}
-			add(kind, e, "%s %s %s: %s", what, verb, strings.Join(others, ", "), why)
-		}
-	}
 	for _, n := range sortedKeys(byNode) {
 		if g := byNode[n]; len(g) > 1 {
-			dups("duplicate-node", fmt.Sprintf("node %q", n), "also holds", g,
+			c.dups("duplicate-node", fmt.Sprintf("node %q", n), "also holds", g,
 				"weftd keeps one subnet per node (a reservation first) and deletes its other leases when it next acquires")
 		}
 	}
 	for _, m := range sortedKeys(byMAC) {
 		if g := byMAC[m]; len(distinct(g, (*keyEntry).publicIP)) > 1 {
-			dups("duplicate-mac", "VTEP MAC "+m, "is also used by", g, "two nodes with one MAC: weftd programs neither")
+			c.dups("duplicate-mac", "VTEP MAC "+m, "is also used by", g, "two nodes with one MAC: weftd programs neither")
 		}
 	}
 	for _, ip := range sortedAddrs(byIP) {
 		// One named node under several keys is a duplicate-node already.
 		if g := byIP[ip]; len(g) > 1 && (len(distinct(g, (*keyEntry).nodeName)) > 1 || g[0].nodeName() == "") {
-			dups("duplicate-ip", "public IP "+ip.String(), "is also used by", g,
+			c.dups("duplicate-ip", "public IP "+ip.String(), "is also used by", g,
 				"two nodes on one address, or a node under two keys; flannel nodes tell themselves apart by this address")
 		}
 	}
-	slices.SortStableFunc(out, func(a, b problem) int {
-		return cmp.Or(compareSubnetStrings(a.Subnet, b.Subnet),
-			strings.Compare(a.Key, b.Key), strings.Compare(a.Kind, b.Kind))
-	})
-	return out
+}
+
+// dups reports each key of group g, which share what.
+func (c *checker) dups(kind, what, verb string, g []*keyEntry, why string) {
+	for _, e := range g {
+		var others []string
+		for _, o := range g {
+			if o != e {
+				others = append(others, o.Subnet.String())
+			}
+		}
+		c.add(kind, e, "%s %s %s: %s", what, verb, strings.Join(others, ", "), why)
+	}
 }
 
 // compareSubnetStrings orders subnets by address; problems without a subnet come first.

@@ -3,12 +3,11 @@ package ctl
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weft-net/weft/subnet"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
@@ -31,21 +30,6 @@ func readConfigFile(env *Env, name string) ([]byte, error) {
 		return io.ReadAll(env.Stdin)
 	}
 	return os.ReadFile(name)
-}
-
-// parseConfigFor parses a config as weftd under prefix does: strictly, and with flannel's limits
-// under flannel's prefix.
-func parseConfigFor(prefix string, data []byte) (*subnet.Config, error) {
-	cfg, err := subnet.ParseConfig(data)
-	if err != nil {
-		return nil, err
-	}
-	if prefix == weftetcd.FlannelPrefix {
-		if err := cfg.ValidateFlannelShared(); err != nil {
-			return nil, err
-		}
-	}
-	return cfg, nil
 }
 
 func writeConfigFields(w io.Writer, cfg *subnet.Config) error {
@@ -91,18 +75,18 @@ func runConfigGet(ctx context.Context, env *Env, fs *flag.FlagSet, args []string
 		return err
 	}
 	defer s.close()
-	var resp *clientv3.GetResponse
-	if err := s.do(ctx, func(ctx context.Context) error {
-		resp, err = s.cli.Get(ctx, s.m.ConfigKey())
+	var raw []byte
+	err = s.do(ctx, func(ctx context.Context) error {
+		raw, _, err = s.m.RawConfig(ctx)
 		return err
-	}); err != nil {
-		return err
-	}
-	if len(resp.Kvs) == 0 {
+	})
+	if errors.Is(err, weftetcd.ErrNoConfig) {
 		return fmt.Errorf("%w: no network config at %s (weftctl config set FILE stores one)", ErrNotFound, s.m.ConfigKey())
 	}
-	raw := resp.Kvs[0].Value
-	cfg, err := parseConfigFor(s.prefix, raw)
+	if err != nil {
+		return err
+	}
+	cfg, err := weftetcd.ParseConfig(raw, ef.flannelCompat())
 	if err != nil {
 		fmt.Fprintf(env.Stdout, "%s\n", raw)
 		return fmt.Errorf("the config at %s (above) is what weftd refuses: %w", s.m.ConfigKey(), err)
@@ -111,21 +95,21 @@ func runConfigGet(ctx context.Context, env *Env, fs *flag.FlagSet, args []string
 }
 
 func runConfigValidate(_ context.Context, env *Env, fs *flag.FlagSet, args []string) error {
-	var prefix string
-	registerPrefix(fs, &prefix)
+	var pf prefixFlags
+	pf.register(fs)
 	out := outputFlag(fs)
 	pos, err := parse(env, fs, args, "FILE")
 	if err != nil {
 		return err
 	}
-	if err := checkPrefix("etcd-prefix", prefix); err != nil {
+	if err := checkPrefix("etcd-prefix", pf.prefix); err != nil {
 		return err
 	}
 	data, err := readConfigFile(env, pos[0])
 	if err != nil {
 		return err
 	}
-	cfg, err := parseConfigFor(prefix, data)
+	cfg, err := weftetcd.ParseConfig(data, pf.flannelCompat())
 	if err != nil {
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
@@ -151,7 +135,7 @@ func runConfigSet(ctx context.Context, env *Env, fs *flag.FlagSet, args []string
 	if err != nil {
 		return err
 	}
-	cfg, err := parseConfigFor(ef.prefix, data)
+	cfg, err := weftetcd.ParseConfig(data, ef.flannelCompat())
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrRefused, pos[0], err)
 	}
@@ -160,30 +144,72 @@ func runConfigSet(ctx context.Context, env *Env, fs *flag.FlagSet, args []string
 		return err
 	}
 	defer s.close()
-	var cur *clientv3.GetResponse
-	if err := s.do(ctx, func(ctx context.Context) error {
-		cur, err = s.cli.Get(ctx, s.m.ConfigKey())
+	return s.storeConfig(ctx, env, pos[0], data, cfg, *force)
+}
+
+// currentConfig is the config stored now: its revision (0 when there is none) and the config, nil
+// when there is none or it does not parse.
+func (s *session) currentConfig(ctx context.Context) (*subnet.Config, int64, error) {
+	var raw []byte
+	var rev int64
+	err := s.do(ctx, func(ctx context.Context) (err error) {
+		raw, rev, err = s.m.RawConfig(ctx)
 		return err
-	}); err != nil {
+	})
+	switch {
+	case errors.Is(err, weftetcd.ErrNoConfig):
+		return nil, 0, nil
+	case err != nil:
+		return nil, 0, err
+	}
+	old, err := subnet.ParseConfig(raw)
+	if err != nil {
+		return nil, rev, nil
+	}
+	return old, rev, nil
+}
+
+// storeConfig stores data, which parses as cfg, unless it is already stored or strands existing
+// keys (without force); it is written only if the key did not change since it was read.
+func (s *session) storeConfig(ctx context.Context, env *Env, file string, data []byte, cfg *subnet.Config, force bool) error {
+	old, rev, err := s.currentConfig(ctx)
+	if err != nil {
 		return err
 	}
-	var old *subnet.Config
-	if len(cur.Kvs) > 0 {
-		if old, err = subnet.ParseConfig(cur.Kvs[0].Value); err == nil && *old == *cfg {
-			fmt.Fprintf(env.Stdout, "%s already holds this config: nothing to do.\n", s.m.ConfigKey())
-			return nil
-		}
+	if old != nil && *old == *cfg {
+		fmt.Fprintf(env.Stdout, "%s already holds this config: nothing to do.\n", s.m.ConfigKey())
+		return nil
 	}
 	entries, _, err := s.readKeys(ctx)
 	if err != nil {
 		return err
 	}
+	if err := checkStranded(env, file, cfg, entries, force); err != nil {
+		return err
+	}
+	if old != nil && (old.Backend != cfg.Backend) {
+		fmt.Fprintln(env.Stderr, "note: the Backend changed; running nodes use it only after weftd restarts on every node.")
+	}
+	err = s.do(ctx, func(ctx context.Context) error { return s.m.StoreConfig(ctx, data, rev) })
+	if errors.Is(err, weftetcd.ErrConfigChanged) {
+		return fmt.Errorf("%w while weftctl checked the new config: not stored; run config set again", err)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Stored the config at %s: network %s, /%d subnets, VNI %d.\n", s.m.ConfigKey(), cfg.Network, cfg.SubnetLen, cfg.Backend.VNI)
+	return nil
+}
+
+// checkStranded refuses, unless forced, a config that the existing keys do not fit, and notes the
+// keys it no longer hands out.
+func checkStranded(env *Env, file string, cfg *subnet.Config, entries []keyEntry, force bool) error {
 	var stranded []keyEntry
 	outside := 0
 	for _, e := range entries {
 		switch {
 		case !e.Subnet.IsValid():
-		case !fits(cfg, e.Subnet):
+		case !cfg.Covers(e.Subnet):
 			stranded = append(stranded, e)
 		case !cfg.Allocatable(e.Subnet):
 			outside++
@@ -195,32 +221,13 @@ func runConfigSet(ctx context.Context, env *Env, fs *flag.FlagSet, args []string
 		for _, e := range stranded {
 			fmt.Fprintf(w, "  %s (%s)\n", e.Subnet, e.holder())
 		}
-		if !*force {
-			return fmt.Errorf("%w: %s not stored; move those nodes first, or pass -force", ErrRefused, pos[0])
+		if !force {
+			return fmt.Errorf("%w: %s not stored; move those nodes first, or pass -force", ErrRefused, file)
 		}
 		fmt.Fprintln(w, "-force: storing it anyway.")
 	}
 	if outside > 0 {
 		fmt.Fprintf(env.Stderr, "note: %d keys lie outside SubnetMin..SubnetMax; their nodes keep them, but they are never handed out again.\n", outside)
 	}
-	if old != nil && (old.Backend != cfg.Backend) {
-		fmt.Fprintln(env.Stderr, "note: the Backend changed; running nodes use it only after weftd restarts on every node.")
-	}
-	// Written only if the key did not change since it was read.
-	cmp := clientv3.Compare(clientv3.Version(s.m.ConfigKey()), "=", 0)
-	if len(cur.Kvs) > 0 {
-		cmp = clientv3.Compare(clientv3.ModRevision(s.m.ConfigKey()), "=", cur.Kvs[0].ModRevision)
-	}
-	var resp *clientv3.TxnResponse
-	if err := s.do(ctx, func(ctx context.Context) error {
-		resp, err = s.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(s.m.ConfigKey(), string(data))).Commit()
-		return err
-	}); err != nil {
-		return err
-	}
-	if !resp.Succeeded {
-		return fmt.Errorf("%s changed while weftctl checked the new config: not stored; run config set again", s.m.ConfigKey())
-	}
-	fmt.Fprintf(env.Stdout, "Stored the config at %s: network %s, /%d subnets, VNI %d.\n", s.m.ConfigKey(), cfg.Network, cfg.SubnetLen, cfg.Backend.VNI)
 	return nil
 }

@@ -113,10 +113,47 @@ func TestConfig(t *testing.T) {
 	if v, _, _ := get(t, prefix+"/config"); v != narrow {
 		t.Errorf("config after the forced set: %s", v)
 	}
+	unknown := writeFile(t, `{"Network":"10.244.0.0/17","Backend":{"Type":"vxlan","Turbo":true}}`)
+	if r := ctl(t, nil, prefix, "config", "set", unknown); !errors.Is(r.err, ErrRefused) || !strings.Contains(r.err.Error(), "unknown field Backend.Turbo") {
+		t.Errorf("set a config with an unknown field: err = %v", r.err)
+	}
 	put(t, cli, prefix+"/config", `{"Network":"10.244.0.0/16","Bakend":{}}`, 0)
 	r := ctl(t, nil, prefix, "config", "get")
 	if r.err == nil || !strings.Contains(r.err.Error(), "unknown field Bakend") || !strings.Contains(r.stdout, `"Bakend"`) {
 		t.Errorf("get of an invalid config: err %v, output:\n%s", r.err, r.stdout)
+	}
+}
+
+// TestFlannelCompatCustomPrefix: a flannel cluster under a prefix of its own gets the protections of
+// flannel's prefix with -flannel-compat (or WEFT_FLANNEL_COMPAT).
+func TestFlannelCompatCustomPrefix(t *testing.T) {
+	prefix := testPrefix(t)
+	cli := srv.Client()
+	wideVNI := `{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":70000}}`
+	wide := writeFile(t, wideVNI)
+	if r := runCtl(t, nil, nil, "config", "validate", wide, "-etcd-prefix", prefix); r.err != nil {
+		t.Errorf("validate without flannel nodes: %v", r.err)
+	}
+	if r := runCtl(t, nil, nil, "config", "validate", wide, "-etcd-prefix", prefix, "-flannel-compat"); r.err == nil {
+		t.Error("validate with -flannel-compat accepted a VNI flannel cannot read")
+	}
+	for _, vars := range []map[string]string{nil, {"WEFT_FLANNEL_COMPAT": "true"}} {
+		args := []string{"config", "set", wide}
+		if vars == nil {
+			args = append(args, "-flannel-compat")
+		}
+		r := runCtl(t, nil, vars, append(args, etcdArgs(prefix)...)...)
+		if !errors.Is(r.err, ErrRefused) || !strings.Contains(r.err.Error(), "flannel nodes share this prefix") {
+			t.Errorf("set %v %v: err = %v", args, vars, r.err)
+		}
+	}
+	put(t, cli, prefix+"/config", wideVNI, 0)
+	r := ctl(t, nil, prefix, "leases", "check", "-flannel-compat")
+	if !errors.Is(r.err, ErrProblems) || !strings.Contains(r.stdout, "Backend.VNI=70000") {
+		t.Errorf("check with -flannel-compat: err %v\n%s", r.err, r.stdout)
+	}
+	if r := ctl(t, nil, prefix, "leases", "check"); r.err != nil {
+		t.Errorf("check without flannel nodes: %v\n%s", r.err, r.stdout)
 	}
 }
 

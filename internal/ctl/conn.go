@@ -4,10 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net/netip"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weft-net/weft/internal/etcdclient"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
@@ -16,16 +15,30 @@ import (
 // DefaultTimeout bounds each etcd request and connection attempt (-etcd-timeout).
 const DefaultTimeout = 5 * time.Second
 
+// prefixFlags are -etcd-prefix and -flannel-compat, named and defaulted as weftd's.
+type prefixFlags struct {
+	prefix string
+	compat *weftetcd.FlannelCompatFlag
+}
+
+func (f *prefixFlags) register(fs *flag.FlagSet) {
+	registerPrefix(fs, &f.prefix)
+	f.compat = weftetcd.RegisterFlannelCompatFlag(fs)
+}
+
+// flannelCompat reports whether flannel nodes share the prefix, as weftd decides it.
+func (f *prefixFlags) flannelCompat() bool { return f.compat.Resolve(f.prefix) }
+
 // etcdFlags are the connection flags, named and defaulted as weftd's.
 type etcdFlags struct {
+	prefixFlags
 	conn    etcdclient.Config
-	prefix  string
 	timeout time.Duration
 }
 
 func (f *etcdFlags) register(fs *flag.FlagSet) {
 	f.conn.RegisterFlags(fs)
-	registerPrefix(fs, &f.prefix)
+	f.prefixFlags.register(fs)
 	fs.DurationVar(&f.timeout, "etcd-timeout", DefaultTimeout, "bound on each etcd request and connection attempt")
 }
 
@@ -58,7 +71,8 @@ func (f *etcdFlags) config() (etcdclient.Config, error) {
 
 // session is an open etcd connection and a lease manager on the prefix.
 type session struct {
-	cli     *clientv3.Client
+	// conns closes the connection.
+	conns   io.Closer
 	m       *weftetcd.Manager
 	conn    etcdclient.Config
 	prefix  string
@@ -75,15 +89,15 @@ func (f *etcdFlags) open() (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := weftetcd.New(cli, weftetcd.Options{Prefix: f.prefix, RequestTimeout: f.timeout})
+	m, err := weftetcd.New(cli, weftetcd.Options{Prefix: f.prefix, FlannelCompat: f.flannelCompat(), RequestTimeout: f.timeout})
 	if err != nil {
 		cli.Close()
 		return nil, err
 	}
-	return &session{cli: cli, m: m, conn: conn, prefix: f.prefix, timeout: f.timeout}, nil
+	return &session{conns: cli, m: m, conn: conn, prefix: f.prefix, timeout: f.timeout}, nil
 }
 
-func (s *session) close() { s.cli.Close() }
+func (s *session) close() { s.conns.Close() }
 
 // do runs one etcd operation within the timeout. When etcd does not answer, the error says, per
 // endpoint, what failed.

@@ -2,13 +2,12 @@ package ctl
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/netip"
 	"time"
 
+	"github.com/weft-net/weft/subnet"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
 )
 
@@ -46,11 +45,10 @@ func newHistoryView(h weftetcd.SubnetHistory) historyView {
 			ev.Event, prev = "deleted", "\x00"
 		case e.Err != nil:
 			ev.Event, ev.Malformed, prev = "malformed", e.Err.Error(), "\x00"
-			var lv looseValue
 			// A value with a bad field still yields the fields that decode.
-			_ = json.Unmarshal(e.Value, &lv)
-			ev.Node = lv.WeftNode
-			if ip, err := netip.ParseAddr(lv.PublicIP); err == nil {
+			id, _ := subnet.ReadLeaseIdentity(e.Value)
+			ev.Node = id.NodeName
+			if ip := id.Addr(); ip.IsValid() {
 				ev.PublicIP = ip.String()
 			}
 		default:

@@ -2,8 +2,6 @@ package ctl
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,9 +10,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weft-net/weft/subnet"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
@@ -83,26 +78,13 @@ func (e *keyEntry) publicIP() netip.Addr {
 	return e.PublicIP
 }
 
-// looseValue is what a value that does not parse may still say about its holder.
-type looseValue struct {
-	PublicIP    string `json:"PublicIP"`
-	WeftNode    string `json:"WeftNode"`
-	BackendData *struct {
-		VtepMAC string `json:"VtepMAC"`
-	} `json:"BackendData"`
-}
-
 // malformedEntry describes a key whose name or value does not parse, with its raw value.
 func malformedEntry(bad weftetcd.Malformed, value []byte) keyEntry {
 	e := keyEntry{Key: bad.Key, Subnet: bad.Subnet, EtcdLease: bad.EtcdLease, ModRevision: bad.ModRevision, Err: bad.Err, Value: value}
-	var v looseValue
 	// A value with a bad field still yields the fields that decode.
-	_ = json.Unmarshal(value, &v)
-	e.Node = v.WeftNode
-	if ip, err := netip.ParseAddr(v.PublicIP); err == nil {
-		e.PublicIP = ip
-	}
-	if e.Subnet.IsValid() && e.EtcdLease == 0 && e.Node != "" && e.PublicIP.Is4() && (v.BackendData == nil || v.BackendData.VtepMAC == "") {
+	id, _ := subnet.ReadLeaseIdentity(value)
+	e.Node, e.PublicIP = id.NodeName, id.Addr()
+	if e.Subnet.IsValid() && e.EtcdLease == 0 && id.Pending() {
 		e.Pending, e.Err = true, nil
 	}
 	return e
@@ -122,59 +104,58 @@ func (s *session) readKeys(ctx context.Context) ([]keyEntry, int64, error) {
 			return err
 		}
 		rev = set.Revision
-		// A lease does not carry its key, which a dual-stack key names in another form: find it
-		// by subnet and revision among the keys of the same listing.
-		keys, err := s.cli.Get(ctx, s.m.SubnetsPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithRev(rev))
+		keys, _, err := s.m.Keys(ctx, rev)
 		if err != nil {
-			return fmt.Errorf("listing keys under %s: %w", s.m.SubnetsPrefix(), err)
+			return err
 		}
-		type found struct {
-			subnet netip.Prefix
-			rev    int64
-		}
-		keyOf := map[found]string{}
-		for _, kv := range keys.Kvs {
-			if sn, err := subnet.ParseSubnetKey(strings.TrimPrefix(string(kv.Key), s.m.SubnetsPrefix())); err == nil {
-				keyOf[found{sn, kv.ModRevision}] = string(kv.Key)
-			}
-		}
-		out = out[:0]
-		for i := range set.Leases {
-			l := &set.Leases[i]
-			key, ok := keyOf[found{l.Subnet, l.ModRevision}]
-			if !ok {
-				key = s.m.SubnetKey(l.Subnet)
-			}
-			out = append(out, keyEntry{Key: key, Subnet: l.Subnet, Lease: l, EtcdLease: l.EtcdLease, Expiry: l.Expiry, ModRevision: l.ModRevision})
-		}
-		for _, bad := range set.Malformed {
-			resp, err := s.cli.Get(ctx, bad.Key)
-			if err != nil {
-				return fmt.Errorf("reading %s: %w", bad.Key, err)
-			}
-			var value []byte
-			if len(resp.Kvs) > 0 {
-				value = resp.Kvs[0].Value
-			}
-			e := malformedEntry(bad, value)
-			if e.EtcdLease != 0 {
-				ttl, err := s.cli.TimeToLive(ctx, clientv3.LeaseID(e.EtcdLease))
-				if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-					return fmt.Errorf("reading etcd lease %x of %s: %w", e.EtcdLease, e.Key, err)
-				}
-				if err == nil && ttl.TTL > 0 {
-					e.Expiry = time.Now().Add(time.Duration(ttl.TTL) * time.Second)
-				}
-			}
-			out = append(out, e)
-		}
-		return nil
+		out, err = s.entries(ctx, set, keys)
+		return err
 	})
 	if err != nil {
 		return nil, 0, err
 	}
 	slices.SortStableFunc(out, compareEntries)
 	return out, rev, nil
+}
+
+// entries joins a lease set with the keys listed at its revision: a lease does not carry its key,
+// which a dual-stack key names in another form, and a malformed key's raw value is shown.
+func (s *session) entries(ctx context.Context, set weftetcd.LeaseSet, keys []weftetcd.KeyValue) ([]keyEntry, error) {
+	type found struct {
+		subnet netip.Prefix
+		rev    int64
+	}
+	keyOf := map[found]string{}
+	byKey := map[string]weftetcd.KeyValue{}
+	for _, kv := range keys {
+		byKey[kv.Key] = kv
+		if kv.Subnet.IsValid() {
+			keyOf[found{kv.Subnet, kv.ModRevision}] = kv.Key
+		}
+	}
+	var out []keyEntry
+	for i := range set.Leases {
+		l := &set.Leases[i]
+		key, ok := keyOf[found{l.Subnet, l.ModRevision}]
+		if !ok {
+			key = s.m.SubnetKey(l.Subnet)
+		}
+		out = append(out, keyEntry{Key: key, Subnet: l.Subnet, Lease: l, EtcdLease: l.EtcdLease, Expiry: l.Expiry, ModRevision: l.ModRevision})
+	}
+	for _, bad := range set.Malformed {
+		e := malformedEntry(bad, byKey[bad.Key].Value)
+		if e.EtcdLease != 0 {
+			left, _, err := s.m.LeaseTTL(ctx, e.EtcdLease)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", e.Key, err)
+			}
+			if left > 0 {
+				e.Expiry = time.Now().Add(left)
+			}
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }
 
 func compareEntries(a, b keyEntry) int {
