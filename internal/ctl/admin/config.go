@@ -1,4 +1,4 @@
-package ctl
+package admin
 
 import (
 	"context"
@@ -9,23 +9,24 @@ import (
 	"io"
 	"os"
 
+	"github.com/weft-net/weft/internal/ctl/cli"
 	"github.com/weft-net/weft/subnet"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
 )
 
-func runConfig(ctx context.Context, env *Env, args []string) error {
-	return runGroup(ctx, env, "config", []subcommand{
-		{"get", "[flags]", "show the network config at <prefix>/config", runConfigGet},
-		{"set", "FILE [-force] [flags]", "validate FILE as weftd does and store it (FILE - reads stdin)", runConfigSet},
-		{"validate", "FILE [flags]", "validate FILE as weftd does, without etcd", runConfigValidate},
+func Config(ctx context.Context, env *cli.Env, args []string) error {
+	return cli.RunGroup(ctx, env, "config", []cli.Subcommand{
+		{Name: "get", Synopsis: "[flags]", Summary: "show the network config at <prefix>/config", Run: runConfigGet},
+		{Name: "set", Synopsis: "FILE [-force] [flags]", Summary: "validate FILE as weftd does and store it (FILE - reads stdin)", Run: runConfigSet},
+		{Name: "validate", Synopsis: "FILE [flags]", Summary: "validate FILE as weftd does, without etcd", Run: runConfigValidate},
 	}, args)
 }
 
 // readConfigFile reads FILE, or stdin for "-".
-func readConfigFile(env *Env, name string) ([]byte, error) {
+func readConfigFile(env *cli.Env, name string) ([]byte, error) {
 	if name == "-" {
 		if env.Stdin == nil {
-			return nil, fmt.Errorf("%w: FILE -: no standard input", ErrUsage)
+			return nil, fmt.Errorf("%w: FILE -: no standard input", cli.ErrUsage)
 		}
 		return io.ReadAll(env.Stdin)
 	}
@@ -38,7 +39,7 @@ func writeConfigFields(w io.Writer, cfg *subnet.Config) error {
 	if b.MTU != 0 {
 		mtu = fmt.Sprint(b.MTU)
 	}
-	return fields(w,
+	return cli.Fields(w,
 		"Network", cfg.Network.String(),
 		"SubnetLen", fmt.Sprint(cfg.SubnetLen),
 		"SubnetMin", cfg.SubnetMin.String(),
@@ -54,106 +55,106 @@ func writeConfigFields(w io.Writer, cfg *subnet.Config) error {
 	)
 }
 
-func writeConfig(w io.Writer, f format, cfg *subnet.Config) error {
-	if f.structured() {
+func writeConfig(w io.Writer, f cli.Format, cfg *subnet.Config) error {
+	if f.Structured() {
 		// flannel's format with every default spelled out, which config set accepts back.
 		data, err := cfg.MarshalJSON()
 		if err != nil {
 			return err
 		}
-		return f.encode(w, json.RawMessage(data))
+		return f.Encode(w, json.RawMessage(data))
 	}
 	return writeConfigFields(w, cfg)
 }
 
-func runConfigGet(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
-	var ef etcdFlags
-	ef.register(fs)
-	out := outputFlag(fs)
-	s, err := openCommand(env, fs, &ef, args)
+func runConfigGet(ctx context.Context, env *cli.Env, fs *flag.FlagSet, args []string) error {
+	var ef cli.EtcdFlags
+	ef.Register(fs)
+	out := cli.OutputFlag(fs)
+	s, err := cli.OpenCommand(env, fs, &ef, args)
 	if err != nil {
 		return err
 	}
-	defer s.close()
+	defer s.Close()
 	var raw []byte
-	err = s.do(ctx, func(ctx context.Context) error {
-		raw, _, err = s.m.RawConfig(ctx)
+	err = s.Do(ctx, func(ctx context.Context) error {
+		raw, _, err = s.M.RawConfig(ctx)
 		return err
 	})
 	if errors.Is(err, weftetcd.ErrNoConfig) {
-		return fmt.Errorf("%w: no network config at %s (weftctl config set FILE stores one)", ErrNotFound, s.m.ConfigKey())
+		return fmt.Errorf("%w: no network config at %s (weftctl config set FILE stores one)", cli.ErrNotFound, s.M.ConfigKey())
 	}
 	if err != nil {
 		return err
 	}
-	cfg, err := weftetcd.ParseConfig(raw, ef.flannelCompat())
+	cfg, err := weftetcd.ParseConfig(raw, ef.FlannelCompat())
 	if err != nil {
 		fmt.Fprintf(env.Stdout, "%s\n", raw)
-		return fmt.Errorf("the config at %s (above) is what weftd refuses: %w", s.m.ConfigKey(), err)
+		return fmt.Errorf("the config at %s (above) is what weftd refuses: %w", s.M.ConfigKey(), err)
 	}
 	return writeConfig(env.Stdout, *out, cfg)
 }
 
-func runConfigValidate(_ context.Context, env *Env, fs *flag.FlagSet, args []string) error {
-	var pf prefixFlags
-	pf.register(fs)
-	out := outputFlag(fs)
-	pos, err := parse(env, fs, args, "FILE")
+func runConfigValidate(_ context.Context, env *cli.Env, fs *flag.FlagSet, args []string) error {
+	var pf cli.PrefixFlags
+	pf.Register(fs)
+	out := cli.OutputFlag(fs)
+	pos, err := cli.Parse(env, fs, args, "FILE")
 	if err != nil {
 		return err
 	}
-	if err := checkPrefix("etcd-prefix", pf.prefix); err != nil {
+	if err := cli.CheckPrefix("etcd-prefix", pf.Prefix); err != nil {
 		return err
 	}
 	data, err := readConfigFile(env, pos[0])
 	if err != nil {
 		return err
 	}
-	cfg, err := weftetcd.ParseConfig(data, pf.flannelCompat())
+	cfg, err := weftetcd.ParseConfig(data, pf.FlannelCompat())
 	if err != nil {
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
-	if out.structured() {
+	if out.Structured() {
 		return writeConfig(env.Stdout, *out, cfg)
 	}
 	fmt.Fprintf(env.Stdout, "%s: valid. With the defaults filled in:\n", pos[0])
 	return writeConfigFields(env.Stdout, cfg)
 }
 
-func runConfigSet(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
-	var ef etcdFlags
-	ef.register(fs)
+func runConfigSet(ctx context.Context, env *cli.Env, fs *flag.FlagSet, args []string) error {
+	var ef cli.EtcdFlags
+	ef.Register(fs)
 	force := fs.Bool("force", false, "store the config even when it strands existing leases")
-	pos, err := parse(env, fs, args, "FILE")
+	pos, err := cli.Parse(env, fs, args, "FILE")
 	if err != nil {
 		return err
 	}
-	if err := checkPrefix("etcd-prefix", ef.prefix); err != nil {
+	if err := cli.CheckPrefix("etcd-prefix", ef.Prefix); err != nil {
 		return err
 	}
 	data, err := readConfigFile(env, pos[0])
 	if err != nil {
 		return err
 	}
-	cfg, err := weftetcd.ParseConfig(data, ef.flannelCompat())
+	cfg, err := weftetcd.ParseConfig(data, ef.FlannelCompat())
 	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrRefused, pos[0], err)
+		return fmt.Errorf("%w: %s: %w", cli.ErrRefused, pos[0], err)
 	}
-	s, err := ef.open()
+	s, err := ef.Open()
 	if err != nil {
 		return err
 	}
-	defer s.close()
-	return s.storeConfig(ctx, env, pos[0], data, cfg, *force)
+	defer s.Close()
+	return storeConfig(ctx, s, env, pos[0], data, cfg, *force)
 }
 
 // currentConfig is the config stored now: its revision (0 when there is none) and the config, nil
 // when there is none or it does not parse.
-func (s *session) currentConfig(ctx context.Context) (*subnet.Config, int64, error) {
+func currentConfig(ctx context.Context, s *cli.Session) (*subnet.Config, int64, error) {
 	var raw []byte
 	var rev int64
-	err := s.do(ctx, func(ctx context.Context) (err error) {
-		raw, rev, err = s.m.RawConfig(ctx)
+	err := s.Do(ctx, func(ctx context.Context) (err error) {
+		raw, rev, err = s.M.RawConfig(ctx)
 		return err
 	})
 	switch {
@@ -171,16 +172,16 @@ func (s *session) currentConfig(ctx context.Context) (*subnet.Config, int64, err
 
 // storeConfig stores data, which parses as cfg, unless it is already stored or strands existing
 // keys (without force); it is written only if the key did not change since it was read.
-func (s *session) storeConfig(ctx context.Context, env *Env, file string, data []byte, cfg *subnet.Config, force bool) error {
-	old, rev, err := s.currentConfig(ctx)
+func storeConfig(ctx context.Context, s *cli.Session, env *cli.Env, file string, data []byte, cfg *subnet.Config, force bool) error {
+	old, rev, err := currentConfig(ctx, s)
 	if err != nil {
 		return err
 	}
 	if old != nil && *old == *cfg {
-		fmt.Fprintf(env.Stdout, "%s already holds this config: nothing to do.\n", s.m.ConfigKey())
+		fmt.Fprintf(env.Stdout, "%s already holds this config: nothing to do.\n", s.M.ConfigKey())
 		return nil
 	}
-	entries, _, err := s.readKeys(ctx)
+	entries, _, err := ReadKeys(ctx, s)
 	if err != nil {
 		return err
 	}
@@ -190,21 +191,21 @@ func (s *session) storeConfig(ctx context.Context, env *Env, file string, data [
 	if old != nil && (old.Backend != cfg.Backend) {
 		fmt.Fprintln(env.Stderr, "note: the Backend changed; running nodes use it only after weftd restarts on every node.")
 	}
-	err = s.do(ctx, func(ctx context.Context) error { return s.m.StoreConfig(ctx, data, rev) })
+	err = s.Do(ctx, func(ctx context.Context) error { return s.M.StoreConfig(ctx, data, rev) })
 	if errors.Is(err, weftetcd.ErrConfigChanged) {
 		return fmt.Errorf("%w while weftctl checked the new config: not stored; run config set again", err)
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "Stored the config at %s: network %s, /%d subnets, VNI %d.\n", s.m.ConfigKey(), cfg.Network, cfg.SubnetLen, cfg.Backend.VNI)
+	fmt.Fprintf(env.Stdout, "Stored the config at %s: network %s, /%d subnets, VNI %d.\n", s.M.ConfigKey(), cfg.Network, cfg.SubnetLen, cfg.Backend.VNI)
 	return nil
 }
 
 // checkStranded refuses, unless forced, a config that the existing keys do not fit, and notes the
 // keys it no longer hands out.
-func checkStranded(env *Env, file string, cfg *subnet.Config, entries []keyEntry, force bool) error {
-	var stranded []keyEntry
+func checkStranded(env *cli.Env, file string, cfg *subnet.Config, entries []Entry, force bool) error {
+	var stranded []Entry
 	outside := 0
 	for _, e := range entries {
 		switch {
@@ -219,10 +220,10 @@ func checkStranded(env *Env, file string, cfg *subnet.Config, entries []keyEntry
 		w := env.Stderr
 		fmt.Fprintf(w, "The new config strands %d existing keys: they are not /%d subnets of %s, so their nodes lose them:\n", len(stranded), cfg.SubnetLen, cfg.Network)
 		for _, e := range stranded {
-			fmt.Fprintf(w, "  %s (%s)\n", e.Subnet, e.holder())
+			fmt.Fprintf(w, "  %s (%s)\n", e.Subnet, e.Holder())
 		}
 		if !force {
-			return fmt.Errorf("%w: %s not stored; move those nodes first, or pass -force", ErrRefused, file)
+			return fmt.Errorf("%w: %s not stored; move those nodes first, or pass -force", cli.ErrRefused, file)
 		}
 		fmt.Fprintln(w, "-force: storing it anyway.")
 	}

@@ -1,4 +1,4 @@
-package ctl
+package admin
 
 import (
 	"cmp"
@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/weft-net/weft/internal/ctl/cli"
 	"github.com/weft-net/weft/subnet"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
 )
@@ -27,7 +28,7 @@ type problem struct {
 
 // checkKeys finds the problems of a set of subnet keys under cfg (nil when the config is missing
 // or invalid: cfgErr says why).
-func checkKeys(cfg *subnet.Config, cfgErr error, entries []keyEntry) []problem {
+func checkKeys(cfg *subnet.Config, cfgErr error, entries []Entry) []problem {
 	var c checker
 	if cfgErr != nil {
 		c.out = append(c.out, problem{Kind: "config", Detail: cfgErr.Error()})
@@ -45,7 +46,7 @@ func checkKeys(cfg *subnet.Config, cfgErr error, entries []keyEntry) []problem {
 // checker collects the problems leases check finds.
 type checker struct{ out []problem }
 
-func (c *checker) add(kind string, e *keyEntry, format string, args ...any) {
+func (c *checker) add(kind string, e *Entry, format string, args ...any) {
 	p := problem{Kind: kind, Key: e.Key, Detail: fmt.Sprintf(format, args...)}
 	if e.Subnet.IsValid() {
 		p.Subnet = e.Subnet.String()
@@ -54,8 +55,8 @@ func (c *checker) add(kind string, e *keyEntry, format string, args ...any) {
 }
 
 // checkEach finds the problems of each key alone, and returns the keys that name a subnet.
-func (c *checker) checkEach(cfg *subnet.Config, entries []keyEntry) []*keyEntry {
-	var named []*keyEntry
+func (c *checker) checkEach(cfg *subnet.Config, entries []Entry) []*Entry {
+	var named []*Entry
 	for i := range entries {
 		e := &entries[i]
 		if e.Err != nil {
@@ -79,10 +80,10 @@ func (c *checker) checkEach(cfg *subnet.Config, entries []keyEntry) []*keyEntry 
 }
 
 // checkOverlaps finds the keys naming the same or overlapping subnets; it sorts named by subnet.
-func (c *checker) checkOverlaps(named []*keyEntry) {
+func (c *checker) checkOverlaps(named []*Entry) {
 	// Keys sorted by address: a key overlapping an earlier one starts inside the earlier one that
 	// reaches furthest.
-	slices.SortStableFunc(named, func(a, b *keyEntry) int { return a.Subnet.Compare(b.Subnet) })
+	slices.SortStableFunc(named, func(a, b *Entry) int { return a.Subnet.Compare(b.Subnet) })
 	reach := -1
 	for i, e := range named {
 		if reach >= 0 {
@@ -101,10 +102,10 @@ func (c *checker) checkOverlaps(named []*keyEntry) {
 }
 
 // checkDuplicates finds nodes, VTEP MACs and public IPs that several keys share.
-func (c *checker) checkDuplicates(named []*keyEntry) {
-	byNode := map[string][]*keyEntry{}
-	byMAC := map[string][]*keyEntry{}
-	byIP := map[netip.Addr][]*keyEntry{}
+func (c *checker) checkDuplicates(named []*Entry) {
+	byNode := map[string][]*Entry{}
+	byMAC := map[string][]*Entry{}
+	byIP := map[netip.Addr][]*Entry{}
 	for _, e := range named {
 		if n := e.nodeName(); n != "" {
 			byNode[n] = append(byNode[n], e)
@@ -124,13 +125,13 @@ func (c *checker) checkDuplicates(named []*keyEntry) {
 		}
 	}
 	for _, m := range sortedKeys(byMAC) {
-		if g := byMAC[m]; len(distinct(g, (*keyEntry).publicIP)) > 1 {
+		if g := byMAC[m]; len(distinct(g, (*Entry).publicIP)) > 1 {
 			c.dups("duplicate-mac", "VTEP MAC "+m, "is also used by", g, "two nodes with one MAC: weftd programs neither")
 		}
 	}
 	for _, ip := range sortedAddrs(byIP) {
 		// One named node under several keys is a duplicate-node already.
-		if g := byIP[ip]; len(g) > 1 && (len(distinct(g, (*keyEntry).nodeName)) > 1 || g[0].nodeName() == "") {
+		if g := byIP[ip]; len(g) > 1 && (len(distinct(g, (*Entry).nodeName)) > 1 || g[0].nodeName() == "") {
 			c.dups("duplicate-ip", "public IP "+ip.String(), "is also used by", g,
 				"two nodes on one address, or a node under two keys; flannel nodes tell themselves apart by this address")
 		}
@@ -138,7 +139,7 @@ func (c *checker) checkDuplicates(named []*keyEntry) {
 }
 
 // dups reports each key of group g, which share what.
-func (c *checker) dups(kind, what, verb string, g []*keyEntry, why string) {
+func (c *checker) dups(kind, what, verb string, g []*Entry, why string) {
 	for _, e := range g {
 		var others []string
 		for _, o := range g {
@@ -160,7 +161,7 @@ func compareSubnetStrings(a, b string) int {
 	return pa.Compare(pb)
 }
 
-func distinct[K comparable](g []*keyEntry, key func(*keyEntry) K) map[K]bool {
+func distinct[K comparable](g []*Entry, key func(*Entry) K) map[K]bool {
 	out := map[K]bool{}
 	for _, e := range g {
 		out[key(e)] = true
@@ -194,12 +195,12 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
-// readConfig reads the network config; a missing or invalid one comes back as cfgErr, an etcd
+// ReadConfig reads the network config; a missing or invalid one comes back as cfgErr, an etcd
 // failure as err.
-func (s *session) readConfig(ctx context.Context) (cfg *subnet.Config, cfgErr, err error) {
-	err = s.do(ctx, func(ctx context.Context) error {
+func ReadConfig(ctx context.Context, s *cli.Session) (cfg *subnet.Config, cfgErr, err error) {
+	err = s.Do(ctx, func(ctx context.Context) error {
 		var e error
-		cfg, e = s.m.Config(ctx)
+		cfg, e = s.M.Config(ctx)
 		if errors.Is(e, weftetcd.ErrNoConfig) || errors.Is(e, subnet.ErrInvalidConfig) {
 			cfgErr, e = e, nil
 		}
@@ -208,51 +209,51 @@ func (s *session) readConfig(ctx context.Context) (cfg *subnet.Config, cfgErr, e
 	return cfg, cfgErr, err
 }
 
-func runLeasesCheck(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
-	var ef etcdFlags
-	ef.register(fs)
-	out := outputFlag(fs)
-	s, err := openCommand(env, fs, &ef, args)
+func runLeasesCheck(ctx context.Context, env *cli.Env, fs *flag.FlagSet, args []string) error {
+	var ef cli.EtcdFlags
+	ef.Register(fs)
+	out := cli.OutputFlag(fs)
+	s, err := cli.OpenCommand(env, fs, &ef, args)
 	if err != nil {
 		return err
 	}
-	defer s.close()
-	cfg, cfgErr, err := s.readConfig(ctx)
+	defer s.Close()
+	cfg, cfgErr, err := ReadConfig(ctx, s)
 	if err != nil {
 		return err
 	}
-	entries, _, err := s.readKeys(ctx)
+	entries, _, err := ReadKeys(ctx, s)
 	if err != nil {
 		return err
 	}
 	problems := checkKeys(cfg, cfgErr, entries)
-	if out.structured() {
+	if out.Structured() {
 		v := struct {
 			Prefix   string    `json:"prefix"`
 			Keys     int       `json:"keys"`
 			Problems []problem `json:"problems"`
-		}{s.prefix, len(entries), append([]problem{}, problems...)}
-		if err := out.encode(env.Stdout, v); err != nil {
+		}{s.Prefix, len(entries), append([]problem{}, problems...)}
+		if err := out.Encode(env.Stdout, v); err != nil {
 			return err
 		}
 	} else if len(problems) == 0 {
-		fmt.Fprintf(env.Stdout, "%d subnet keys under %s: no problems.\n", len(entries), s.m.SubnetsPrefix())
+		fmt.Fprintf(env.Stdout, "%d subnet keys under %s: no problems.\n", len(entries), s.M.SubnetsPrefix())
 	} else {
-		t := newTable(env.Stdout, "PROBLEM", "SUBNET", "DETAIL")
+		t := cli.NewTable(env.Stdout, "PROBLEM", "SUBNET", "DETAIL")
 		for _, p := range problems {
 			sn := p.Subnet
 			if sn == "" {
 				sn = p.Key
 			}
-			t.row(p.Kind, sn, p.Detail)
+			t.Row(p.Kind, sn, p.Detail)
 		}
-		if err := t.flush(); err != nil {
+		if err := t.Flush(); err != nil {
 			return err
 		}
-		fmt.Fprintf(env.Stdout, "%d subnet keys under %s: %d problems.\n", len(entries), s.m.SubnetsPrefix(), len(problems))
+		fmt.Fprintf(env.Stdout, "%d subnet keys under %s: %d problems.\n", len(entries), s.M.SubnetsPrefix(), len(problems))
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("leases check: %d %w under %s", len(problems), ErrProblems, s.prefix)
+		return fmt.Errorf("leases check: %d %w under %s", len(problems), cli.ErrProblems, s.Prefix)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package ctl
+package admin
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/weft-net/weft/internal/ctl/cli"
 	"github.com/weft-net/weft/subnet"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
 )
@@ -79,27 +80,27 @@ func newHistoryView(h weftetcd.SubnetHistory) historyView {
 	return v
 }
 
-func runLeasesHistory(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
-	var ef etcdFlags
-	ef.register(fs)
-	out := outputFlag(fs)
+func runLeasesHistory(ctx context.Context, env *cli.Env, fs *flag.FlagSet, args []string) error {
+	var ef cli.EtcdFlags
+	ef.Register(fs)
+	out := cli.OutputFlag(fs)
 	sn, s, err := subnetCommand(env, fs, &ef, args)
 	if err != nil {
 		return err
 	}
-	defer s.close()
+	defer s.Close()
 	var h weftetcd.SubnetHistory
-	if err := s.do(ctx, func(ctx context.Context) error {
-		h, err = s.m.History(ctx, sn)
+	if err := s.Do(ctx, func(ctx context.Context) error {
+		h, err = s.M.History(ctx, sn)
 		return err
 	}); err != nil {
 		return err
 	}
 	v := newHistoryView(h)
-	if out.structured() {
-		return out.encode(env.Stdout, v)
+	if out.Structured() {
+		return out.Encode(env.Stdout, v)
 	}
-	return writeHistory(env.Stdout, v, *out == formatWide)
+	return writeHistory(env.Stdout, v, *out == cli.FormatWide)
 }
 
 func writeHistory(w io.Writer, v historyView, wide bool) error {
@@ -120,7 +121,7 @@ func writeHistory(w io.Writer, v historyView, wide bool) error {
 	if wide {
 		header = append(header, "ETCD-LEASE")
 	}
-	t := newTable(w, header...)
+	t := cli.NewTable(w, header...)
 	for _, e := range v.Entries {
 		var acquired, kind string
 		if e.AcquiredAt != nil {
@@ -145,9 +146,9 @@ func writeHistory(w io.Writer, v historyView, wide bool) error {
 		if wide {
 			cells = append(cells, e.EtcdLease)
 		}
-		t.row(cells...)
+		t.Row(cells...)
 	}
-	if err := t.flush(); err != nil {
+	if err := t.Flush(); err != nil {
 		return err
 	}
 	for _, e := range v.Entries {

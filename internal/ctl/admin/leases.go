@@ -1,4 +1,7 @@
-package ctl
+// Package admin is weftctl's etcd administration: the leases commands (list, get, history, reserve,
+// reclaim, check, import), the config commands (get, set, validate) and etcd-role. Every read and
+// write goes through subnet/etcd.
+package admin
 
 import (
 	"context"
@@ -11,24 +14,25 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weft-net/weft/internal/ctl/cli"
 	"github.com/weft-net/weft/subnet"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
 )
 
-func runLeases(ctx context.Context, env *Env, args []string) error {
-	return runGroup(ctx, env, "leases", []subcommand{
-		{"list", "[flags]", "every subnet key: holder, addresses, expiry; malformed keys flagged", runLeasesList},
-		{"get", "SUBNET [flags]", "one subnet's key in detail", runLeasesGet},
-		{"history", "SUBNET [flags]", "who held a subnet at which etcd revision", runLeasesHistory},
-		{"reserve", "SUBNET -node NAME -public-ip IP [flags]", "reserve a subnet for a node (no TTL)", runLeasesReserve},
-		{"reclaim", "SUBNET [-yes] [flags]", "free a subnet: delete its key and revoke its etcd lease", runLeasesReclaim},
-		{"check", "[flags]", "find overlaps, duplicates, malformed values and leases outside the config", runLeasesCheck},
-		{"import", "-from PREFIX [-apply] [flags]", "copy a flannel prefix's config and leases into weft's prefix", runLeasesImport},
+func Leases(ctx context.Context, env *cli.Env, args []string) error {
+	return cli.RunGroup(ctx, env, "leases", []cli.Subcommand{
+		{Name: "list", Synopsis: "[flags]", Summary: "every subnet key: holder, addresses, expiry; malformed keys flagged", Run: runLeasesList},
+		{Name: "get", Synopsis: "SUBNET [flags]", Summary: "one subnet's key in detail", Run: runLeasesGet},
+		{Name: "history", Synopsis: "SUBNET [flags]", Summary: "who held a subnet at which etcd revision", Run: runLeasesHistory},
+		{Name: "reserve", Synopsis: "SUBNET -node NAME -public-ip IP [flags]", Summary: "reserve a subnet for a node (no TTL)", Run: runLeasesReserve},
+		{Name: "reclaim", Synopsis: "SUBNET [-yes] [flags]", Summary: "free a subnet: delete its key and revoke its etcd lease", Run: runLeasesReclaim},
+		{Name: "check", Synopsis: "[flags]", Summary: "find overlaps, duplicates, malformed values and leases outside the config", Run: runLeasesCheck},
+		{Name: "import", Synopsis: "-from PREFIX [-apply] [flags]", Summary: "copy a flannel prefix's config and leases into weft's prefix", Run: runLeasesImport},
 	}, args)
 }
 
-// keyEntry is one key under <prefix>/subnets/ as weftctl reads it.
-type keyEntry struct {
+// Entry is one key under <prefix>/subnets/ as weftctl reads it.
+type Entry struct {
 	Key string
 	// Subnet is the subnet the key names; invalid when the key does not parse.
 	Subnet netip.Prefix
@@ -50,10 +54,10 @@ type keyEntry struct {
 	Value []byte
 }
 
-func (e *keyEntry) reserved() bool { return e.EtcdLease == 0 }
+func (e *Entry) reserved() bool { return e.EtcdLease == 0 }
 
-// holder is the holder's node name, or "(flannel)" for a value flannel wrote.
-func (e *keyEntry) holder() string {
+// Holder is the holder's node name, or "(flannel)" for a value flannel wrote.
+func (e *Entry) Holder() string {
 	switch {
 	case e.Lease != nil && e.Lease.Attrs.NodeName != "":
 		return e.Lease.Attrs.NodeName
@@ -64,14 +68,14 @@ func (e *keyEntry) holder() string {
 }
 
 // nodeName is the node the value names; empty for a flannel-written value.
-func (e *keyEntry) nodeName() string {
+func (e *Entry) nodeName() string {
 	if e.Lease != nil {
 		return e.Lease.Attrs.NodeName
 	}
 	return e.Node
 }
 
-func (e *keyEntry) publicIP() netip.Addr {
+func (e *Entry) publicIP() netip.Addr {
 	if e.Lease != nil {
 		return e.Lease.Attrs.PublicIP
 	}
@@ -79,8 +83,8 @@ func (e *keyEntry) publicIP() netip.Addr {
 }
 
 // malformedEntry describes a key whose name or value does not parse, with its raw value.
-func malformedEntry(bad weftetcd.Malformed, value []byte) keyEntry {
-	e := keyEntry{Key: bad.Key, Subnet: bad.Subnet, EtcdLease: bad.EtcdLease, ModRevision: bad.ModRevision, Err: bad.Err, Value: value}
+func malformedEntry(bad weftetcd.Malformed, value []byte) Entry {
+	e := Entry{Key: bad.Key, Subnet: bad.Subnet, EtcdLease: bad.EtcdLease, ModRevision: bad.ModRevision, Err: bad.Err, Value: value}
 	// A value with a bad field still yields the fields that decode.
 	id, _ := subnet.ReadLeaseIdentity(value)
 	e.Node, e.PublicIP = id.NodeName, id.Addr()
@@ -90,25 +94,25 @@ func malformedEntry(bad weftetcd.Malformed, value []byte) keyEntry {
 	return e
 }
 
-// readKeys reads every key under the subnets prefix, with the expiry of each etcd lease, sorted by
+// ReadKeys reads every key under the subnets prefix, with the expiry of each etcd lease, sorted by
 // subnet (keys naming none last) and key.
-func (s *session) readKeys(ctx context.Context) ([]keyEntry, int64, error) {
-	var out []keyEntry
+func ReadKeys(ctx context.Context, s *cli.Session) ([]Entry, int64, error) {
+	var out []Entry
 	var rev int64
-	err := s.do(ctx, func(ctx context.Context) error {
-		set, err := s.m.List(ctx)
+	err := s.Do(ctx, func(ctx context.Context) error {
+		set, err := s.M.List(ctx)
 		if err != nil {
 			return err
 		}
-		if err := s.m.FillExpiry(ctx, &set); err != nil {
+		if err := s.M.FillExpiry(ctx, &set); err != nil {
 			return err
 		}
 		rev = set.Revision
-		keys, _, err := s.m.Keys(ctx, rev)
+		keys, _, err := s.M.Keys(ctx, rev)
 		if err != nil {
 			return err
 		}
-		out, err = s.entries(ctx, set, keys)
+		out, err = joinKeys(ctx, s, set, keys)
 		return err
 	})
 	if err != nil {
@@ -118,9 +122,9 @@ func (s *session) readKeys(ctx context.Context) ([]keyEntry, int64, error) {
 	return out, rev, nil
 }
 
-// entries joins a lease set with the keys listed at its revision: a lease does not carry its key,
+// joinKeys joins a lease set with the keys listed at its revision: a lease does not carry its key,
 // which a dual-stack key names in another form, and a malformed key's raw value is shown.
-func (s *session) entries(ctx context.Context, set weftetcd.LeaseSet, keys []weftetcd.KeyValue) ([]keyEntry, error) {
+func joinKeys(ctx context.Context, s *cli.Session, set weftetcd.LeaseSet, keys []weftetcd.KeyValue) ([]Entry, error) {
 	type found struct {
 		subnet netip.Prefix
 		rev    int64
@@ -133,19 +137,19 @@ func (s *session) entries(ctx context.Context, set weftetcd.LeaseSet, keys []wef
 			keyOf[found{kv.Subnet, kv.ModRevision}] = kv.Key
 		}
 	}
-	var out []keyEntry
+	var out []Entry
 	for i := range set.Leases {
 		l := &set.Leases[i]
 		key, ok := keyOf[found{l.Subnet, l.ModRevision}]
 		if !ok {
-			key = s.m.SubnetKey(l.Subnet)
+			key = s.M.SubnetKey(l.Subnet)
 		}
-		out = append(out, keyEntry{Key: key, Subnet: l.Subnet, Lease: l, EtcdLease: l.EtcdLease, Expiry: l.Expiry, ModRevision: l.ModRevision})
+		out = append(out, Entry{Key: key, Subnet: l.Subnet, Lease: l, EtcdLease: l.EtcdLease, Expiry: l.Expiry, ModRevision: l.ModRevision})
 	}
 	for _, bad := range set.Malformed {
 		e := malformedEntry(bad, byKey[bad.Key].Value)
 		if e.EtcdLease != 0 {
-			left, _, err := s.m.LeaseTTL(ctx, e.EtcdLease)
+			left, _, err := s.M.LeaseTTL(ctx, e.EtcdLease)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", e.Key, err)
 			}
@@ -158,7 +162,7 @@ func (s *session) entries(ctx context.Context, set weftetcd.LeaseSet, keys []wef
 	return out, nil
 }
 
-func compareEntries(a, b keyEntry) int {
+func compareEntries(a, b Entry) int {
 	switch {
 	case a.Subnet.IsValid() != b.Subnet.IsValid():
 		if a.Subnet.IsValid() {
@@ -181,13 +185,13 @@ func parseSubnetArg(s string) (netip.Prefix, error) {
 		if k, kerr := subnet.ParseSubnetKey(path.Base(s)); kerr == nil {
 			return k, nil
 		}
-		return netip.Prefix{}, fmt.Errorf("%w: SUBNET %q: want a CIDR like 10.244.7.0/24 or a key name like 10.244.7.0-24", ErrUsage, s)
+		return netip.Prefix{}, fmt.Errorf("%w: SUBNET %q: want a CIDR like 10.244.7.0/24 or a key name like 10.244.7.0-24", cli.ErrUsage, s)
 	}
 	switch {
 	case !p.Addr().Is4():
-		return netip.Prefix{}, fmt.Errorf("%w: SUBNET %q: not an IPv4 subnet", ErrUsage, s)
+		return netip.Prefix{}, fmt.Errorf("%w: SUBNET %q: not an IPv4 subnet", cli.ErrUsage, s)
 	case p != p.Masked():
-		return netip.Prefix{}, fmt.Errorf("%w: SUBNET %q: host bits set (did you mean %s?)", ErrUsage, s, p.Masked())
+		return netip.Prefix{}, fmt.Errorf("%w: SUBNET %q: host bits set (did you mean %s?)", cli.ErrUsage, s, p.Masked())
 	}
 	return p, nil
 }
@@ -212,7 +216,7 @@ type leaseView struct {
 	Value       string     `json:"value,omitempty"`
 }
 
-func (e *keyEntry) view() leaseView {
+func (e *Entry) view() leaseView {
 	v := leaseView{Key: e.Key, Node: e.Node, Reserved: e.reserved(), Pending: e.Pending, ModRevision: e.ModRevision}
 	if e.Subnet.IsValid() {
 		v.Subnet = e.Subnet.String()
@@ -244,8 +248,8 @@ func (e *keyEntry) view() leaseView {
 	return v
 }
 
-// expires renders when the key's etcd lease runs out, relative to now.
-func (e *keyEntry) expires(now time.Time) string {
+// Expires renders when the key's etcd lease runs out, relative to now.
+func (e *Entry) Expires(now time.Time) string {
 	switch {
 	case e.reserved():
 		return "never"
@@ -264,7 +268,7 @@ func (e *keyEntry) expires(now time.Time) string {
 	return "in " + strings.TrimSuffix(d.String(), "0s")
 }
 
-func (e *keyEntry) reservedCell() string {
+func (e *Entry) reservedCell() string {
 	switch {
 	case e.Err != nil:
 		return ""
@@ -276,7 +280,7 @@ func (e *keyEntry) reservedCell() string {
 	return "no"
 }
 
-func (e *keyEntry) subnetCell() string {
+func (e *Entry) subnetCell() string {
 	s := path.Base(e.Key)
 	if e.Subnet.IsValid() {
 		s = e.Subnet.String()
@@ -294,47 +298,47 @@ func ipCell(a netip.Addr) string {
 	return a.String()
 }
 
-func runLeasesList(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
-	var ef etcdFlags
-	ef.register(fs)
-	out := outputFlag(fs)
-	s, err := openCommand(env, fs, &ef, args)
+func runLeasesList(ctx context.Context, env *cli.Env, fs *flag.FlagSet, args []string) error {
+	var ef cli.EtcdFlags
+	ef.Register(fs)
+	out := cli.OutputFlag(fs)
+	s, err := cli.OpenCommand(env, fs, &ef, args)
 	if err != nil {
 		return err
 	}
-	defer s.close()
-	entries, rev, err := s.readKeys(ctx)
+	defer s.Close()
+	entries, rev, err := ReadKeys(ctx, s)
 	if err != nil {
 		return err
 	}
-	if out.structured() {
+	if out.Structured() {
 		list := struct {
 			Prefix   string      `json:"prefix"`
 			Revision int64       `json:"revision"`
 			Leases   []leaseView `json:"leases"`
-		}{Prefix: s.prefix, Revision: rev, Leases: []leaseView{}}
+		}{Prefix: s.Prefix, Revision: rev, Leases: []leaseView{}}
 		for i := range entries {
 			list.Leases = append(list.Leases, entries[i].view())
 		}
-		return out.encode(env.Stdout, list)
+		return out.Encode(env.Stdout, list)
 	}
-	return writeLeaseTable(env.Stdout, entries, *out == formatWide, env.now())
+	return writeLeaseTable(env.Stdout, entries, *out == cli.FormatWide, env.Clock())
 }
 
-func writeLeaseTable(w io.Writer, entries []keyEntry, wide bool, now time.Time) error {
+func writeLeaseTable(w io.Writer, entries []Entry, wide bool, now time.Time) error {
 	header := []string{"SUBNET", "NODE", "PUBLIC-IP", "VTEP-MAC", "EXPIRES", "RESERVED"}
 	if wide {
 		header = append(header, "VNI", "GOSSIP-ADDR", "ACQUIRED", "ETCD-LEASE")
 	}
-	t := newTable(w, header...)
-	var bad []keyEntry
+	t := cli.NewTable(w, header...)
+	var bad []Entry
 	for i := range entries {
 		e := &entries[i]
 		mac := ""
 		if e.Lease != nil {
 			mac = e.Lease.Attrs.VtepMAC.String()
 		}
-		cells := []string{e.subnetCell(), e.holder(), ipCell(e.publicIP()), mac, e.expires(now), e.reservedCell()}
+		cells := []string{e.subnetCell(), e.Holder(), ipCell(e.publicIP()), mac, e.Expires(now), e.reservedCell()}
 		if wide {
 			var vni, gossip, acquired, lease string
 			if l := e.Lease; l != nil {
@@ -351,12 +355,12 @@ func writeLeaseTable(w io.Writer, entries []keyEntry, wide bool, now time.Time) 
 			}
 			cells = append(cells, vni, gossip, acquired, lease)
 		}
-		t.row(cells...)
+		t.Row(cells...)
 		if e.Err != nil {
 			bad = append(bad, *e)
 		}
 	}
-	if err := t.flush(); err != nil {
+	if err := t.Flush(); err != nil {
 		return err
 	}
 	if len(entries) == 0 {
@@ -371,40 +375,40 @@ func writeLeaseTable(w io.Writer, entries []keyEntry, wide bool, now time.Time) 
 	return nil
 }
 
-func runLeasesGet(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
-	var ef etcdFlags
-	ef.register(fs)
-	out := outputFlag(fs)
+func runLeasesGet(ctx context.Context, env *cli.Env, fs *flag.FlagSet, args []string) error {
+	var ef cli.EtcdFlags
+	ef.Register(fs)
+	out := cli.OutputFlag(fs)
 	sn, s, err := subnetCommand(env, fs, &ef, args)
 	if err != nil {
 		return err
 	}
-	defer s.close()
-	found, err := s.keysFor(ctx, sn)
+	defer s.Close()
+	found, err := keysFor(ctx, s, sn)
 	if err != nil {
 		return err
 	}
 	if len(found) == 0 {
-		return fmt.Errorf("%w: no key for %s under %s: the subnet is free", ErrNotFound, sn, s.m.SubnetsPrefix())
+		return fmt.Errorf("%w: no key for %s under %s: the subnet is free", cli.ErrNotFound, sn, s.M.SubnetsPrefix())
 	}
 	if len(found) > 1 {
 		fmt.Fprintf(env.Stderr, "warning: %d keys name %s; `weftctl leases check` reports it\n", len(found), sn)
 	}
-	if out.structured() {
-		return out.encode(env.Stdout, found[0].view())
+	if out.Structured() {
+		return out.Encode(env.Stdout, found[0].view())
 	}
 	for i := range found {
 		if i > 0 {
 			fmt.Fprintln(env.Stdout)
 		}
-		if err := writeLeaseFields(env.Stdout, &found[i], env.now()); err != nil {
+		if err := writeLeaseFields(env.Stdout, &found[i], env.Clock()); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func writeLeaseFields(w io.Writer, e *keyEntry, now time.Time) error {
+func writeLeaseFields(w io.Writer, e *Entry, now time.Time) error {
 	v := e.view()
 	var acquired, vni string
 	if v.AcquiredAt != nil {
@@ -414,12 +418,45 @@ func writeLeaseFields(w io.Writer, e *keyEntry, now time.Time) error {
 		vni = fmt.Sprint(v.VNI)
 	}
 	kv := []string{
-		"Subnet", v.Subnet, "Key", v.Key, "Node", e.holder(), "Public IP", v.PublicIP, "VTEP MAC", v.VtepMAC,
+		"Subnet", v.Subnet, "Key", v.Key, "Node", e.Holder(), "Public IP", v.PublicIP, "VTEP MAC", v.VtepMAC,
 		"VNI", vni, "Gossip addr", v.GossipAddr, "Acquired at", acquired, "Reserved", e.reservedCell(),
-		"Etcd lease", v.EtcdLease, "Expires", e.expires(now), "Revision", fmt.Sprint(v.ModRevision),
+		"Etcd lease", v.EtcdLease, "Expires", e.Expires(now), "Revision", fmt.Sprint(v.ModRevision),
 	}
 	if e.Err != nil {
 		kv = append(kv, "Malformed", v.Malformed, "Value", v.Value)
 	}
-	return fields(w, kv...)
+	return cli.Fields(w, kv...)
+}
+
+// subnetCommand parses the command line of a command whose one argument is SUBNET (its flags, ef's
+// among them, registered on fs) and opens the etcd session.
+func subnetCommand(env *cli.Env, fs *flag.FlagSet, ef *cli.EtcdFlags, args []string) (netip.Prefix, *cli.Session, error) {
+	pos, err := cli.Parse(env, fs, args, "SUBNET")
+	if err != nil {
+		return netip.Prefix{}, nil, err
+	}
+	sn, err := parseSubnetArg(pos[0])
+	if err != nil {
+		return netip.Prefix{}, nil, err
+	}
+	s, err := ef.Open()
+	if err != nil {
+		return netip.Prefix{}, nil, err
+	}
+	return sn, s, nil
+}
+
+// keysFor returns the keys under the subnets prefix that name subnet sn.
+func keysFor(ctx context.Context, s *cli.Session, sn netip.Prefix) ([]Entry, error) {
+	entries, _, err := ReadKeys(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	var found []Entry
+	for _, e := range entries {
+		if e.Subnet == sn {
+			found = append(found, e)
+		}
+	}
+	return found, nil
 }

@@ -1,4 +1,4 @@
-package ctl
+package admin
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/weft-net/weft/internal/ctl/cli"
 	"github.com/weft-net/weft/subnet"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
 )
@@ -20,61 +21,61 @@ type importStep struct {
 	Detail string `json:"detail"`
 }
 
-func runLeasesImport(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
-	var ef etcdFlags
-	ef.register(fs)
+func runLeasesImport(ctx context.Context, env *cli.Env, fs *flag.FlagSet, args []string) error {
+	var ef cli.EtcdFlags
+	ef.Register(fs)
 	from := fs.String("from", "", "prefix to copy from, e.g. "+weftetcd.FlannelPrefix+" (required)")
 	apply := fs.Bool("apply", false, "write the copies (default: a dry run showing what would be copied)")
-	out := outputFlag(fs)
-	if _, err := parse(env, fs, args); err != nil {
+	out := cli.OutputFlag(fs)
+	if _, err := cli.Parse(env, fs, args); err != nil {
 		return err
 	}
 	switch {
 	case *from == "":
-		return fmt.Errorf("%w: -from: the prefix to copy from is required (flannel's is %s)", ErrUsage, weftetcd.FlannelPrefix)
-	case *from == ef.prefix:
-		return fmt.Errorf("%w: -from=%q is the -etcd-prefix the copies go to; give weft's prefix with -etcd-prefix", ErrUsage, *from)
+		return fmt.Errorf("%w: -from: the prefix to copy from is required (flannel's is %s)", cli.ErrUsage, weftetcd.FlannelPrefix)
+	case *from == ef.Prefix:
+		return fmt.Errorf("%w: -from=%q is the -etcd-prefix the copies go to; give weft's prefix with -etcd-prefix", cli.ErrUsage, *from)
 	}
-	if err := checkPrefix("from", *from); err != nil {
+	if err := cli.CheckPrefix("from", *from); err != nil {
 		return err
 	}
-	s, err := ef.open()
+	s, err := ef.Open()
 	if err != nil {
 		return err
 	}
-	defer s.close()
-	steps, err := s.runImport(ctx, *from, *apply)
+	defer s.Close()
+	steps, err := runImport(ctx, s, *from, *apply)
 	if err != nil {
 		return err
 	}
-	if out.structured() {
-		return out.encode(env.Stdout, struct {
+	if out.Structured() {
+		return out.Encode(env.Stdout, struct {
 			From    string       `json:"from"`
 			To      string       `json:"to"`
 			Applied bool         `json:"applied"`
 			Steps   []importStep `json:"steps"`
-		}{*from, s.prefix, *apply, steps})
+		}{*from, s.Prefix, *apply, steps})
 	}
-	return writeImport(env, steps, *from, s.prefix, *apply)
+	return writeImport(env, steps, *from, s.Prefix, *apply)
 }
 
 // runImport plans the import from prefix from and, with apply, carries it out.
-func (s *session) runImport(ctx context.Context, from string, apply bool) ([]importStep, error) {
+func runImport(ctx context.Context, s *cli.Session, from string, apply bool) ([]importStep, error) {
 	var steps []weftetcd.ImportStep
-	err := s.do(ctx, func(ctx context.Context) (err error) {
-		steps, err = s.m.PlanImport(ctx, from)
+	err := s.Do(ctx, func(ctx context.Context) (err error) {
+		steps, err = s.M.PlanImport(ctx, from)
 		return err
 	})
 	switch {
 	case errors.Is(err, weftetcd.ErrNoConfig):
-		return nil, fmt.Errorf("%w: %w", ErrNotFound, err)
+		return nil, fmt.Errorf("%w: %w", cli.ErrNotFound, err)
 	case errors.Is(err, subnet.ErrInvalidConfig):
-		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+		return nil, fmt.Errorf("%w: %w", cli.ErrRefused, err)
 	case err != nil:
 		return nil, err
 	}
 	if apply {
-		if err := s.do(ctx, func(ctx context.Context) error { return s.m.ApplyImport(ctx, steps) }); err != nil {
+		if err := s.Do(ctx, func(ctx context.Context) error { return s.M.ApplyImport(ctx, steps) }); err != nil {
 			return nil, err
 		}
 	}
@@ -85,16 +86,16 @@ func (s *session) runImport(ctx context.Context, from string, apply bool) ([]imp
 	return out, nil
 }
 
-func writeImport(env *Env, steps []importStep, from, to string, applied bool) error {
-	t := newTable(env.Stdout, "ACTION", "KEY", "HOLDER", "DETAIL")
+func writeImport(env *cli.Env, steps []importStep, from, to string, applied bool) error {
+	t := cli.NewTable(env.Stdout, "ACTION", "KEY", "HOLDER", "DETAIL")
 	copies := 0
 	for _, st := range steps {
-		t.row(st.Action, st.Key, st.Holder, st.Detail)
+		t.Row(st.Action, st.Key, st.Holder, st.Detail)
 		if st.Action == string(weftetcd.ImportCopy) || st.Action == string(weftetcd.ImportCopied) {
 			copies++
 		}
 	}
-	if err := t.flush(); err != nil {
+	if err := t.Flush(); err != nil {
 		return err
 	}
 	if applied {
