@@ -19,21 +19,11 @@ import (
 // the lease.
 func putKey(t testing.TB, key, value string, ttl int64) int64 {
 	t.Helper()
-	cli := srv.Client()
-	var opts []clientv3.OpOption
-	var id clientv3.LeaseID
-	if ttl > 0 {
-		g, err := cli.Grant(testCtx(t), ttl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id = g.ID
-		opts = append(opts, clientv3.WithLease(id))
-	}
-	if _, err := cli.Put(testCtx(t), key, value, opts...); err != nil {
+	id, err := srv.Put(testCtx(t), key, value, ttl)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return int64(id)
+	return id
 }
 
 func TestKeysAndLeaseTTL(t *testing.T) {

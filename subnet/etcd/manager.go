@@ -1,7 +1,8 @@
 // Package etcd keeps weft's subnet leases in etcd, in flannel's key layout: the network config at
 // <prefix>/config and one key per node at <prefix>/subnets/10.244.7.0-24, attached to an etcd lease
 // that the node keeps alive. A Manager acquires and renews this node's lease, watches everyone's, and
-// offers the admin operations (reserve, reclaim, history) that weftctl needs.
+// offers the admin operations weftctl needs: reserve, reclaim, history, listing keys and etcd leases,
+// storing the config guarded by its revision, and importing another prefix's keys.
 package etcd
 
 import (

@@ -210,10 +210,7 @@ func ReadConfig(ctx context.Context, s *cli.Session) (cfg *subnet.Config, cfgErr
 }
 
 func runLeasesCheck(ctx context.Context, env *cli.Env, fs *flag.FlagSet, args []string) error {
-	var ef cli.EtcdFlags
-	ef.Register(fs)
-	out := cli.OutputFlag(fs)
-	s, err := cli.OpenCommand(env, fs, &ef, args)
+	s, out, err := listCommand(env, fs, args)
 	if err != nil {
 		return err
 	}

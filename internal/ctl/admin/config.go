@@ -68,10 +68,7 @@ func writeConfig(w io.Writer, f cli.Format, cfg *subnet.Config) error {
 }
 
 func runConfigGet(ctx context.Context, env *cli.Env, fs *flag.FlagSet, args []string) error {
-	var ef cli.EtcdFlags
-	ef.Register(fs)
-	out := cli.OutputFlag(fs)
-	s, err := cli.OpenCommand(env, fs, &ef, args)
+	s, out, err := listCommand(env, fs, args)
 	if err != nil {
 		return err
 	}
@@ -87,12 +84,12 @@ func runConfigGet(ctx context.Context, env *cli.Env, fs *flag.FlagSet, args []st
 	if err != nil {
 		return err
 	}
-	cfg, err := weftetcd.ParseConfig(raw, ef.FlannelCompat())
+	cfg, err := weftetcd.ParseConfig(raw, s.M.Options().FlannelCompat)
 	if err != nil {
 		fmt.Fprintf(env.Stdout, "%s\n", raw)
 		return fmt.Errorf("the config at %s (above) is what weftd refuses: %w", s.M.ConfigKey(), err)
 	}
-	return writeConfig(env.Stdout, *out, cfg)
+	return writeConfig(env.Stdout, out, cfg)
 }
 
 func runConfigValidate(_ context.Context, env *cli.Env, fs *flag.FlagSet, args []string) error {

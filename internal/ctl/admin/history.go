@@ -81,10 +81,7 @@ func newHistoryView(h weftetcd.SubnetHistory) historyView {
 }
 
 func runLeasesHistory(ctx context.Context, env *cli.Env, fs *flag.FlagSet, args []string) error {
-	var ef cli.EtcdFlags
-	ef.Register(fs)
-	out := cli.OutputFlag(fs)
-	sn, s, err := subnetCommand(env, fs, &ef, args)
+	sn, s, out, err := subnetListCommand(env, fs, args)
 	if err != nil {
 		return err
 	}
@@ -100,7 +97,7 @@ func runLeasesHistory(ctx context.Context, env *cli.Env, fs *flag.FlagSet, args 
 	if out.Structured() {
 		return out.Encode(env.Stdout, v)
 	}
-	return writeHistory(env.Stdout, v, *out == cli.FormatWide)
+	return writeHistory(env.Stdout, v, out == cli.FormatWide)
 }
 
 func writeHistory(w io.Writer, v historyView, wide bool) error {

@@ -299,10 +299,7 @@ func ipCell(a netip.Addr) string {
 }
 
 func runLeasesList(ctx context.Context, env *cli.Env, fs *flag.FlagSet, args []string) error {
-	var ef cli.EtcdFlags
-	ef.Register(fs)
-	out := cli.OutputFlag(fs)
-	s, err := cli.OpenCommand(env, fs, &ef, args)
+	s, out, err := listCommand(env, fs, args)
 	if err != nil {
 		return err
 	}
@@ -322,7 +319,7 @@ func runLeasesList(ctx context.Context, env *cli.Env, fs *flag.FlagSet, args []s
 		}
 		return out.Encode(env.Stdout, list)
 	}
-	return writeLeaseTable(env.Stdout, entries, *out == cli.FormatWide, env.Clock())
+	return writeLeaseTable(env.Stdout, entries, out == cli.FormatWide, env.Clock())
 }
 
 func writeLeaseTable(w io.Writer, entries []Entry, wide bool, now time.Time) error {
@@ -376,10 +373,7 @@ func writeLeaseTable(w io.Writer, entries []Entry, wide bool, now time.Time) err
 }
 
 func runLeasesGet(ctx context.Context, env *cli.Env, fs *flag.FlagSet, args []string) error {
-	var ef cli.EtcdFlags
-	ef.Register(fs)
-	out := cli.OutputFlag(fs)
-	sn, s, err := subnetCommand(env, fs, &ef, args)
+	sn, s, out, err := subnetListCommand(env, fs, args)
 	if err != nil {
 		return err
 	}
@@ -426,6 +420,25 @@ func writeLeaseFields(w io.Writer, e *Entry, now time.Time) error {
 		kv = append(kv, "Malformed", v.Malformed, "Value", v.Value)
 	}
 	return cli.Fields(w, kv...)
+}
+
+// listCommand registers the connection flags and -o on fs, parses the command line of a command
+// without arguments and opens the etcd session.
+func listCommand(env *cli.Env, fs *flag.FlagSet, args []string) (*cli.Session, cli.Format, error) {
+	var ef cli.EtcdFlags
+	ef.Register(fs)
+	out := cli.OutputFlag(fs)
+	s, err := cli.OpenCommand(env, fs, &ef, args)
+	return s, *out, err
+}
+
+// subnetListCommand is listCommand for a command whose one argument is SUBNET.
+func subnetListCommand(env *cli.Env, fs *flag.FlagSet, args []string) (netip.Prefix, *cli.Session, cli.Format, error) {
+	var ef cli.EtcdFlags
+	ef.Register(fs)
+	out := cli.OutputFlag(fs)
+	sn, s, err := subnetCommand(env, fs, &ef, args)
+	return sn, s, *out, err
 }
 
 // subnetCommand parses the command line of a command whose one argument is SUBNET (its flags, ef's
