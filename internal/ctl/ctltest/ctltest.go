@@ -21,6 +21,7 @@ import (
 	"github.com/weft-net/weft/internal/ctl/cli"
 	"github.com/weft-net/weft/internal/etcdtest"
 	"github.com/weft-net/weft/subnet"
+	weftetcd "github.com/weft-net/weft/subnet/etcd"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden with the current output")
@@ -177,7 +178,7 @@ func PutLease(t testing.TB, srv *etcdtest.Server, prefix, sn string, attrs subne
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Put(t, srv, prefix+"/subnets/"+subnet.SubnetKey(netip.MustParsePrefix(sn)), string(val), ttl)
+	return Put(t, srv, weftetcd.SubnetKey(prefix, netip.MustParsePrefix(sn)), string(val), ttl)
 }
 
 // Get returns the value of key and its etcd lease, and whether it exists.
