@@ -2,6 +2,7 @@ package cli
 
 import (
 	"flag"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -39,6 +40,8 @@ func TestConnectionFlagsMatchWeftd(t *testing.T) {
 			"WEFT_ETCD_KEY": "/k.pem", "WEFT_ETCD_CA": "/ca.pem", "WEFT_ETCD_USERNAME": "weftd",
 			"WEFT_ETCD_PASSWORD": "secret", "WEFT_ETCD_PREFIX": "/coreos.com/network",
 		},
+		{"WEFT_ETCD_PREFIX": "/coreos.com/network", "WEFT_FLANNEL_COMPAT": "false"},
+		{"WEFT_ETCD_PREFIX": "/flannel/custom", "WEFT_FLANNEL_COMPAT": "true"},
 	} {
 		getenv := func(k string) string { return vars[k] }
 		d, err := daemon.ParseFlags([]string{"-node-name", "n1"}, getenv, nil)
@@ -55,8 +58,8 @@ func TestConnectionFlagsMatchWeftd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []string{strings.Join(d.Etcd.Endpoints, ","), d.Etcd.CertFile, d.Etcd.KeyFile, d.Etcd.CAFile, d.Etcd.Username, d.Etcd.Password, d.EtcdPrefix}
-		got := []string{strings.Join(c.Endpoints, ","), c.CertFile, c.KeyFile, c.CAFile, c.Username, c.Password, ef.Prefix}
+		want := []string{strings.Join(d.Etcd.Endpoints, ","), d.Etcd.CertFile, d.Etcd.KeyFile, d.Etcd.CAFile, d.Etcd.Username, d.Etcd.Password, d.EtcdPrefix, fmt.Sprint(d.FlannelCompat)}
+		got := []string{strings.Join(c.Endpoints, ","), c.CertFile, c.KeyFile, c.CAFile, c.Username, c.Password, ef.Prefix, fmt.Sprint(ef.FlannelCompat())}
 		if strings.Join(got, "|") != strings.Join(want, "|") {
 			t.Errorf("weftctl: %q\nweftd:   %q", got, want)
 		}
