@@ -195,25 +195,9 @@ func writePeers(w io.Writer, dp *debugPeers, wide bool, now time.Time) error {
 	if err := t.Flush(); err != nil {
 		return err
 	}
-	rejected := 0
-	if len(dp.Members) > 0 {
-		fmt.Fprintln(w)
-		t = cli.NewTable(w, "MEMBER", "ADDR", "STATUS", "SUBNET", "CLAIM", "REASON")
-		for _, m := range dp.Members {
-			sn := ""
-			if m.Subnet.IsValid() {
-				sn = m.Subnet.String()
-			}
-			claim := string(m.Claim)
-			if m.Claim == nodeapi.ClaimRejected {
-				claim += " (!)"
-				rejected++
-			}
-			t.Row(m.Name, m.Addr.String(), string(m.Status), sn, claim, m.Reason)
-		}
-		if err := t.Flush(); err != nil {
-			return err
-		}
+	rejected, err := writeMembers(w, dp.Members)
+	if err != nil {
+		return err
 	}
 	if flagged > 0 {
 		fmt.Fprintf(w, "\n%d of %d peers flagged; SOURCE tells whose attributes are programmed (gossip's are newer when they differ).\n", flagged, len(dp.Peers))
@@ -222,6 +206,29 @@ func writePeers(w io.Writer, dp *debugPeers, wide bool, now time.Time) error {
 		fmt.Fprintf(w, "%d gossip claims rejected (!): the member claims a subnet etcd does not give it.\n", rejected)
 	}
 	return nil
+}
+
+// writeMembers writes the gossip members' table, and returns how many claims were rejected.
+func writeMembers(w io.Writer, members []nodeapi.Member) (int, error) {
+	rejected := 0
+	if len(members) == 0 {
+		return 0, nil
+	}
+	fmt.Fprintln(w)
+	t := cli.NewTable(w, "MEMBER", "ADDR", "STATUS", "SUBNET", "CLAIM", "REASON")
+	for _, m := range members {
+		sn := ""
+		if m.Subnet.IsValid() {
+			sn = m.Subnet.String()
+		}
+		claim := string(m.Claim)
+		if m.Claim == nodeapi.ClaimRejected {
+			claim += " (!)"
+			rejected++
+		}
+		t.Row(m.Name, m.Addr.String(), string(m.Status), sn, claim, m.Reason)
+	}
+	return rejected, t.Flush()
 }
 
 func orDash(s string) string {
