@@ -27,6 +27,9 @@ var ErrUsage = errors.New("usage")
 type Config struct {
 	Etcd       etcdclient.Config
 	EtcdPrefix string
+	// FlannelCompat says that flannel nodes share EtcdPrefix (-flannel-compat; by default whether
+	// EtcdPrefix is flannel's).
+	FlannelCompat bool
 
 	NodeName string
 	// Iface is the underlay interface; empty means the interface of the default route, or the one
@@ -75,6 +78,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (*C
 	var publicIP, gossipBind, join, logLevel string
 	c.Etcd.RegisterFlags(fs)
 	fs.StringVar(&c.EtcdPrefix, "etcd-prefix", weftetcd.DefaultPrefix, "etcd key prefix; "+weftetcd.FlannelPrefix+" shares a flannel cluster's config and leases")
+	flannelCompat := weftetcd.RegisterFlannelCompatFlag(fs)
 	fs.StringVar(&c.NodeName, "node-name", "", "node name (default: the host name)")
 	fs.StringVar(&c.Iface, "iface", "", "underlay interface (default: the interface of the default route)")
 	fs.StringVar(&publicIP, "public-ip", "", "underlay IPv4 address peers tunnel to (default: the first address of -iface)")
@@ -107,6 +111,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (*C
 	bad := func(flagName, val, why string) error {
 		return fmt.Errorf("%w: -%s=%q: %s", ErrUsage, flagName, val, why)
 	}
+	c.FlannelCompat = flannelCompat.Resolve(c.EtcdPrefix)
 	c.Join = flagenv.SplitList(join)
 	if publicIP != "" {
 		a, err := netip.ParseAddr(publicIP)

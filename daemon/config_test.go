@@ -34,6 +34,26 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
+func TestParseFlagsFlannelCompat(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want bool
+	}{
+		{nil, "", false},
+		{[]string{"-etcd-prefix", weftetcd.FlannelPrefix}, "", true},
+		{[]string{"-etcd-prefix", weftetcd.FlannelPrefix, "-flannel-compat=false"}, "", false},
+		{[]string{"-etcd-prefix", "/flannel/custom", "-flannel-compat"}, "", true},
+		{[]string{"-etcd-prefix", "/flannel/custom"}, "true", true},
+	} {
+		env := map[string]string{"WEFT_FLANNEL_COMPAT": tc.env}
+		c, err := ParseFlags(append([]string{"-node-name", "n1", "-gossip-insecure"}, tc.args...), func(k string) string { return env[k] }, io.Discard)
+		if err != nil || c.FlannelCompat != tc.want {
+			t.Errorf("%q WEFT_FLANNEL_COMPAT=%q: FlannelCompat %v, want %v (%v)", tc.args, tc.env, c != nil && c.FlannelCompat, tc.want, err)
+		}
+	}
+}
+
 func TestParseFlagsErrors(t *testing.T) {
 	tests := []struct {
 		args []string

@@ -39,7 +39,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	defer cli.Close()
 	mgr, err := weftetcd.New(cli, weftetcd.Options{
-		Prefix: cfg.EtcdPrefix, NodeName: cfg.NodeName, StateDir: cfg.StateDir, TTL: cfg.LeaseTTL, Logger: log,
+		Prefix: cfg.EtcdPrefix, FlannelCompat: cfg.FlannelCompat, NodeName: cfg.NodeName, StateDir: cfg.StateDir, TTL: cfg.LeaseTTL, Logger: log,
 	})
 	if err != nil {
 		return err

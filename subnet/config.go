@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -71,21 +73,51 @@ type wireBackend struct {
 	MacPrefix     string `json:"MacPrefix,omitempty"`
 }
 
-// ParseConfig decodes a network config strictly, applies flannel's defaults and validates it.
+// ParseConfig decodes a network config strictly, applies flannel's defaults and validates it. An
+// unknown field is an error naming it: weftctl and local config files use it.
 func ParseConfig(data []byte) (*Config, error) {
+	c, _, err := parseConfig(data, true)
+	return c, err
+}
+
+// ParseConfigLenient is ParseConfig for a config shared with other weft versions (the one in etcd
+// during a rolling upgrade): it ignores the fields it does not know and returns their names
+// (Backend's prefixed "Backend."), sorted, for the caller to log. Every other check is ParseConfig's.
+func ParseConfigLenient(data []byte) (*Config, []string, error) {
+	return parseConfig(data, false)
+}
+
+func parseConfig(data []byte, strict bool) (*Config, []string, error) {
 	var w wireConfig
-	if err := decodeStrict(data, &w, ""); err != nil {
-		return nil, err
+	if err := decodeObject(data, &w, "", strict); err != nil {
+		return nil, nil, err
 	}
 	if err := w.checkFlannelFields(); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	var unknown []string
+	if !strict {
+		unknown = unknownFields(data, wireConfig{}, "")
 	}
 	var b wireBackend
 	if len(w.Backend) > 0 && !bytes.Equal(bytes.TrimSpace(w.Backend), []byte("null")) {
-		if err := decodeStrict(w.Backend, &b, "Backend."); err != nil {
-			return nil, err
+		if err := decodeObject(w.Backend, &b, "Backend.", strict); err != nil {
+			return nil, nil, err
+		}
+		if !strict {
+			unknown = append(unknown, unknownFields(w.Backend, wireBackend{}, "Backend.")...)
 		}
 	}
+	c, err := b.config(&w)
+	if err != nil {
+		return nil, nil, err
+	}
+	slices.Sort(unknown)
+	return c, unknown, nil
+}
+
+// config builds and validates the config that w and its backend b give.
+func (b *wireBackend) config(w *wireConfig) (*Config, error) {
 	if b.MacPrefix != "" {
 		return nil, fmt.Errorf("%w: Backend.MacPrefix=%q: %w (weft sets each VTEP MAC itself)", ErrInvalidConfig, b.MacPrefix, ErrUnsupported)
 	}
@@ -150,11 +182,13 @@ func parseOptionalAddr(field, s string) (netip.Addr, error) {
 	return a, nil
 }
 
-// decodeStrict decodes one JSON object, rejecting unknown fields, type mismatches and trailing data
-// with an error that names the field (prefixed with path).
-func decodeStrict(data []byte, v any, path string) error {
+// decodeObject decodes one JSON object, rejecting type mismatches, trailing data and, when strict,
+// unknown fields, with an error that names the field (prefixed with path).
+func decodeObject(data []byte, v any, path string, strict bool) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, describeJSONError(err, path))
 	}
@@ -162,6 +196,33 @@ func decodeStrict(data []byte, v any, path string) error {
 		return fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidConfig)
 	}
 	return nil
+}
+
+// unknownFieldPrefix starts encoding/json's error for a field the target does not have.
+const unknownFieldPrefix = "json: unknown field "
+
+// unknownFields returns the names (prefixed with path) of the members of the JSON object data that
+// a strict decode into a value of zero's type rejects. Each member is tried alone, so that
+// encoding/json's own name matching decides.
+func unknownFields(data []byte, zero any, path string) []string {
+	var members map[string]json.RawMessage
+	if json.Unmarshal(data, &members) != nil {
+		return nil
+	}
+	var out []string
+	for name := range members {
+		probe, err := json.Marshal(map[string]any{name: nil})
+		if err != nil {
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(probe))
+		dec.DisallowUnknownFields()
+		v := reflect.New(reflect.TypeOf(zero)).Interface()
+		if err := dec.Decode(v); err != nil && strings.HasPrefix(err.Error(), unknownFieldPrefix) {
+			out = append(out, path+name)
+		}
+	}
+	return out
 }
 
 func describeJSONError(err error, path string) string {
@@ -181,7 +242,7 @@ func describeJSONError(err error, path string) string {
 		return "malformed JSON: unexpected end of input"
 	}
 	msg := err.Error()
-	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+	if f, ok := strings.CutPrefix(msg, unknownFieldPrefix); ok {
 		return fmt.Sprintf("unknown field %s%s", path, strings.Trim(f, `"`))
 	}
 	return strings.TrimPrefix(msg, "json: ")
@@ -332,6 +393,12 @@ func (c *Config) SubnetCount() int {
 // SubnetAt returns the i-th allocatable subnet, 0 <= i < SubnetCount().
 func (c *Config) SubnetAt(i int) netip.Prefix {
 	return netip.PrefixFrom(addUint32(c.SubnetMin, uint32(i)*c.subnetSize()), c.SubnetLen)
+}
+
+// Covers reports whether s is a subnet of the config's length inside Network: a node keeps a key of
+// its own only then. (Allocatable also asks for SubnetMin..SubnetMax.)
+func (c *Config) Covers(s netip.Prefix) bool {
+	return c.Network.Contains(s.Addr()) && s.Bits() == c.SubnetLen
 }
 
 // Allocatable reports whether s is one of the subnets this config hands out.

@@ -173,3 +173,20 @@ func TestSubnetEnumeration(t *testing.T) {
 		}
 	}
 }
+
+func TestParseConfigLenient(t *testing.T) {
+	data := []byte(`{"Network":"10.244.0.0/16","FutureKnob":3,"Backend":{"Type":"vxlan","VNI":7,"Turbo":true}}`)
+	if _, err := ParseConfig(data); err == nil || !strings.Contains(err.Error(), "unknown field FutureKnob") {
+		t.Errorf("strict parse: err = %v, want one naming FutureKnob", err)
+	}
+	c, unknown, err := ParseConfigLenient(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(unknown, ",") != "Backend.Turbo,FutureKnob" || c.Backend.VNI != 7 || c.Network.String() != "10.244.0.0/16" {
+		t.Errorf("lenient parse: %+v, unknown %q", c, unknown)
+	}
+	if _, _, err := ParseConfigLenient([]byte(`{"Network":"10.244.0.0/16","Extra":1,"Backend":{"Type":"udp"}}`)); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("lenient parse of an invalid config: err = %v", err)
+	}
+}

@@ -3,6 +3,8 @@ package subnet
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"strings"
 	"testing"
 )
 
@@ -83,6 +85,63 @@ func FuzzParseEnv(f *testing.F) {
 		}
 		if *again != *e || !bytes.Equal(again.Marshal(), out) {
 			t.Fatalf("round trip changed %+v to %+v", e, again)
+		}
+	})
+}
+
+// FuzzReadLeaseIdentity asserts that the lenient decoder never panics, and that it agrees with
+// ParseLeaseAttrs on every value the strict decoder accepts.
+func FuzzReadLeaseIdentity(f *testing.F) {
+	for _, s := range []string{
+		`{"PublicIP":"198.51.100.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"16:5f:89:33:07:c4"}}`,
+		`{"PublicIP":"198.51.100.3","WeftFormat":1,"WeftNode":"node-3"}`,
+		`{"PublicIP":"not-an-ip","WeftNode":"n","BackendData":5}`,
+		`{"PublicIP":7,"WeftNode":"n"}`,
+		`x`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		id, err := ReadLeaseIdentity(data)
+		if err != nil && !errors.Is(err, ErrInvalidLease) {
+			t.Fatalf("error %v does not wrap ErrInvalidLease", err)
+		}
+		a, perr := ParseLeaseAttrs(data)
+		if perr != nil {
+			return
+		}
+		if err != nil || id.NodeName != a.NodeName || id.Addr() != a.PublicIP || id.VtepMAC == "" || id.Pending() {
+			t.Fatalf("%s: lenient %+v (%v), strict %+v", data, id, err, a)
+		}
+	})
+}
+
+// FuzzParseConfigLenient asserts that the lenient parse accepts exactly what the strict one does
+// once the unknown fields it reports are left out, and gives the same config.
+func FuzzParseConfigLenient(f *testing.F) {
+	for _, s := range []string{
+		`{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}`,
+		`{"Network":"10.244.0.0/16","FutureField":{"x":1},"Backend":{"Type":"vxlan","Fancy":true}}`,
+		`{"network":"10.244.0.0/16","NETWORK":"10.245.0.0/16"}`,
+		`{"Network":"10.244.0.0/16","Backend":null,"SubnetLen":"24"}`,
+		`[]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, unknown, err := ParseConfigLenient(data)
+		strict, serr := ParseConfig(data)
+		switch {
+		case err != nil && serr == nil:
+			t.Fatalf("%s: lenient refuses (%v) what strict accepts", data, err)
+		case err != nil:
+			return
+		case len(unknown) == 0 && (serr != nil || *strict != *c):
+			t.Fatalf("%s: no unknown fields, but strict gives %+v, %v; lenient %+v", data, strict, serr, c)
+		case len(unknown) > 0 && serr == nil:
+			t.Fatalf("%s: strict accepts what lenient reports unknown fields %q in", data, unknown)
+		case len(unknown) > 0 && !strings.Contains(serr.Error(), "unknown field"):
+			t.Fatalf("%s: unknown fields %q, but strict says %v", data, unknown, serr)
 		}
 	})
 }

@@ -172,6 +172,69 @@ func ParseLeaseAttrs(data []byte) (*LeaseAttrs, error) {
 	return a, nil
 }
 
+// LeaseIdentity is what a lease value says about its holder, read leniently: a value that does not
+// validate (a reservation made before its node knew its VTEP MAC, a value with a bad field) still
+// names its node.
+type LeaseIdentity struct {
+	// NodeName is WeftNode; empty in flannel-written values.
+	NodeName string
+	// PublicIP is the PublicIP field as written, which need not parse.
+	PublicIP string
+	// VtepMAC is BackendData.VtepMAC as written; empty when missing.
+	VtepMAC string
+}
+
+type wireIdentity struct {
+	PublicIP    string          `json:"PublicIP"`
+	WeftNode    string          `json:"WeftNode"`
+	BackendData json.RawMessage `json:"BackendData"`
+}
+
+// ReadLeaseIdentity decodes the holder's fields of any lease value. It returns the fields that
+// decode, and an error wrapping ErrInvalidLease when the value is not JSON or one of the fields has
+// the wrong type; ParseLeaseAttrs is the strict decoder.
+func ReadLeaseIdentity(data []byte) (LeaseIdentity, error) {
+	var w wireIdentity
+	err := json.Unmarshal(data, &w)
+	id := LeaseIdentity{NodeName: w.WeftNode, PublicIP: w.PublicIP}
+	var d struct {
+		VtepMAC string `json:"VtepMAC"`
+	}
+	if len(w.BackendData) > 0 && json.Unmarshal(w.BackendData, &d) == nil {
+		id.VtepMAC = d.VtepMAC
+	}
+	if err != nil {
+		return id, fmt.Errorf("%w: %s", ErrInvalidLease, describeJSONError(err, ""))
+	}
+	return id, nil
+}
+
+// Addr is the public IP, invalid when it does not parse.
+func (id LeaseIdentity) Addr() netip.Addr {
+	a, err := netip.ParseAddr(id.PublicIP)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a
+}
+
+// Pending reports whether the value is a reservation its node has not taken yet: it names the node
+// and its IPv4 address, but not the VTEP MAC, which the node writes when it takes the subnet.
+func (id LeaseIdentity) Pending() bool {
+	return id.NodeName != "" && id.Addr().Is4() && id.VtepMAC == ""
+}
+
+// Holder renders the holder for messages.
+func (id LeaseIdentity) Holder() string {
+	switch {
+	case id.NodeName != "":
+		return fmt.Sprintf("node %q", id.NodeName)
+	case id.PublicIP != "":
+		return fmt.Sprintf("a flannel node at %s", id.PublicIP)
+	}
+	return "an unknown holder"
+}
+
 // Equal reports whether two attribute sets are the same.
 func (a *LeaseAttrs) Equal(b *LeaseAttrs) bool {
 	return a.PublicIP == b.PublicIP && a.BackendType == b.BackendType && a.VNI == b.VNI &&

@@ -221,3 +221,23 @@ func TestSubnetKey(t *testing.T) {
 		}
 	}
 }
+
+func TestReadLeaseIdentity(t *testing.T) {
+	for _, tc := range []struct {
+		value, node, ip, holder string
+		pending, bad            bool
+	}{
+		{`{"PublicIP":"198.51.100.1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:00:01"},"WeftNode":"n1"}`, "n1", "198.51.100.1", `node "n1"`, false, false},
+		{`{"PublicIP":"198.51.100.2","WeftNode":"n2","WeftFormat":1}`, "n2", "198.51.100.2", `node "n2"`, true, false},
+		{`{"PublicIP":"198.51.100.3","BackendData":{"VtepMAC":"02:00:00:00:00:03"}}`, "", "198.51.100.3", "a flannel node at 198.51.100.3", false, false},
+		{`{"PublicIP":"198.51.100.4","WeftNode":7}`, "", "198.51.100.4", "a flannel node at 198.51.100.4", false, true},
+		{`{"PublicIP":"not-an-ip","WeftNode":"n5"}`, "n5", "not-an-ip", `node "n5"`, false, false},
+		{`x`, "", "", "an unknown holder", false, true},
+	} {
+		id, err := ReadLeaseIdentity([]byte(tc.value))
+		if id.NodeName != tc.node || id.PublicIP != tc.ip || id.Holder() != tc.holder || id.Pending() != tc.pending ||
+			(err != nil) != tc.bad || (err != nil && !errors.Is(err, ErrInvalidLease)) {
+			t.Errorf("%s: %+v pending=%v holder=%q err=%v", tc.value, id, id.Pending(), id.Holder(), err)
+		}
+	}
+}

@@ -123,3 +123,30 @@ func TestProxyCutRestore(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+func TestKeyHelpers(t *testing.T) {
+	ctx := ctxT(t, 30*time.Second)
+	p := etcdtest.Prefix(t)
+	id, err := srv.Put(ctx, p+"/a", "1", 600)
+	if err != nil || id == 0 {
+		t.Fatalf("Put with a TTL: %x, %v", id, err)
+	}
+	if _, err := srv.Put(ctx, p+"/b", "2", 0); err != nil {
+		t.Fatal(err)
+	}
+	if v, lease, ok, err := srv.Get(ctx, p+"/a"); v != "1" || lease != id || !ok || err != nil {
+		t.Errorf("Get = %q %x %v %v", v, lease, ok, err)
+	}
+	if left, granted, err := srv.LeaseTTL(ctx, id); err != nil || granted != 600 || left < 590 {
+		t.Errorf("LeaseTTL = %d of %d, %v", left, granted, err)
+	}
+	if keys, err := srv.Keys(ctx, p+"/"); err != nil || strings.Join(keys, " ") != p+"/a "+p+"/b" {
+		t.Errorf("Keys = %q, %v", keys, err)
+	}
+	if err := srv.Delete(ctx, p+"/", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok, err := srv.Get(ctx, p+"/b"); ok || err != nil {
+		t.Errorf("key left after Delete: %v", err)
+	}
+}

@@ -21,7 +21,7 @@ import (
 type entry struct {
 	kv     *mvccpb.KeyValue
 	subnet netip.Prefix // invalid when the key does not name a subnet
-	id     identity
+	id     subnet.LeaseIdentity
 }
 
 // view is the set of lease keys at one revision.
@@ -98,9 +98,9 @@ func choose(v view, cfg *subnet.Config, preferred netip.Prefix) (netip.Prefix, b
 
 // owns reports whether a value names this node: by node name, or, for a value flannel wrote (no
 // node name), by public IP.
-func (m *Manager) owns(id identity, publicIP netip.Addr) bool {
-	if id.WeftNode != "" {
-		return id.WeftNode == m.opts.NodeName
+func (m *Manager) owns(id subnet.LeaseIdentity, publicIP netip.Addr) bool {
+	if id.NodeName != "" {
+		return id.NodeName == m.opts.NodeName
 	}
 	return id.PublicIP != "" && id.PublicIP == publicIP.String()
 }
@@ -127,7 +127,7 @@ func (m *Manager) pickOwn(v view, cfg *subnet.Config, publicIP netip.Addr, st *l
 		switch {
 		case string(e.kv.Key) != m.SubnetKey(e.subnet):
 			m.log.Warn("ignoring a key of this node in a form weft does not write", "key", string(e.kv.Key))
-		case cfg.Network.Contains(e.subnet.Addr()) && e.subnet.Bits() == cfg.SubnetLen:
+		case cfg.Covers(e.subnet):
 			usable = append(usable, e)
 		case e.kv.Lease == 0:
 			m.log.Warn("ignoring a reservation of this node that does not fit the network config", "key", string(e.kv.Key), "network", cfg.Network, "subnet_len", cfg.SubnetLen)
@@ -438,8 +438,8 @@ func (m *Manager) UpdateAttrs(ctx context.Context, l *subnet.Lease, attrs subnet
 		if len(kvs) == 0 {
 			return nil, fmt.Errorf("%w: %s: key %s was deleted", ErrLeaseLost, l.Subnet, key)
 		}
-		if id := readIdentity(kvs[0].Value); id.WeftNode != m.opts.NodeName {
-			return nil, fmt.Errorf("%w: %s: key %s is now held by %s", ErrLeaseLost, l.Subnet, key, id.holder())
+		if id := readIdentity(kvs[0].Value); id.NodeName != m.opts.NodeName {
+			return nil, fmt.Errorf("%w: %s: key %s is now held by %s", ErrLeaseLost, l.Subnet, key, id.Holder())
 		}
 		// Still this node's key, written meanwhile (or made a reservation by an admin): write over
 		// the revision read.

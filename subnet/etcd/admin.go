@@ -24,17 +24,17 @@ import (
 // its value; an existing reservation for the node is left alone. A key held by another node gives an
 // error wrapping ErrSubnetInUse.
 func (m *Manager) Reserve(ctx context.Context, s netip.Prefix, attrs subnet.LeaseAttrs) error {
-	switch ip := attrs.PublicIP; {
-	case attrs.NodeName == "" || strings.ContainsAny(attrs.NodeName, "\x00\n") || len(attrs.NodeName) > 253:
+	if attrs.NodeName == "" || strings.ContainsAny(attrs.NodeName, "\x00\n") || len(attrs.NodeName) > 253 {
 		return fmt.Errorf("%w: reserving %s: NodeName=%q: a reservation names its node", subnet.ErrInvalidLease, s, attrs.NodeName)
-	case !ip.IsValid() || !ip.Is4() || ip.IsUnspecified() || ip.IsMulticast():
-		return fmt.Errorf("%w: reserving %s: PublicIP=%q: want the node's unicast IPv4 address", subnet.ErrInvalidLease, s, ip.String())
+	}
+	if err := subnet.CheckPublicIP(attrs.PublicIP); err != nil {
+		return fmt.Errorf("%w: reserving %s: PublicIP=%q: want the node's unicast IPv4 address: %w", subnet.ErrInvalidLease, s, attrs.PublicIP.String(), err)
 	}
 	cfg, err := m.Config(ctx)
 	if err != nil {
 		return err
 	}
-	if !s.IsValid() || s.Masked() != s || s.Bits() != cfg.SubnetLen || !cfg.Network.Contains(s.Addr()) {
+	if !s.IsValid() || s.Masked() != s || !cfg.Covers(s) {
 		return fmt.Errorf("%w: %s: want a /%d subnet of %s", ErrInvalidSubnet, s, cfg.SubnetLen, cfg.Network)
 	}
 	attrs.Format = subnet.LeaseFormat
@@ -63,8 +63,8 @@ func (m *Manager) Reserve(ctx context.Context, s netip.Prefix, attrs subnet.Leas
 			continue
 		}
 		kv := kvs[0]
-		if id := readIdentity(kv.Value); id.WeftNode != attrs.NodeName {
-			return fmt.Errorf("%w: %s is held by %s", ErrSubnetInUse, s, id.holder())
+		if id := readIdentity(kv.Value); id.NodeName != attrs.NodeName {
+			return fmt.Errorf("%w: %s is held by %s", ErrSubnetInUse, s, id.Holder())
 		}
 		if kv.Lease == 0 {
 			return nil
@@ -113,7 +113,7 @@ func (m *Manager) Reclaim(ctx context.Context, s netip.Prefix) error {
 				lost = true
 				continue
 			}
-			m.log.Info("reclaimed subnet", "key", key, "holder", e.id.holder())
+			m.log.Info("reclaimed subnet", "key", key, "holder", e.id.Holder())
 			if e.kv.Lease != 0 {
 				if err := m.revokeIfUnused(ctx, e.kv.Lease); err != nil {
 					return fmt.Errorf("reclaimed %s but %w", key, err)

@@ -61,6 +61,7 @@ func TestConfig(t *testing.T) {
 	tests := []struct {
 		name    string
 		flannel bool   // use flannel's prefix
+		compat  bool   // Options.FlannelCompat
 		value   string // empty: no config key
 		want    string // rendered config
 		wantErr error
@@ -90,10 +91,21 @@ func TestConfig(t *testing.T) {
 			want:  "10.244.0.0/16 len=24 min=10.244.1.0 max=10.244.255.0 vni=70000 port=8472",
 		},
 		{
-			name: "24-bit VNI on flannel's prefix", flannel: true,
+			name: "24-bit VNI shared with flannel on its prefix", flannel: true, compat: true,
 			value:   `{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":70000}}`,
 			wantErr: subnet.ErrInvalidConfig, errText: "Backend.VNI=70000",
 		},
+		{
+			name: "24-bit VNI shared with flannel on a custom prefix", compat: true,
+			value:   `{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":70000}}`,
+			wantErr: subnet.ErrInvalidConfig, errText: "flannel nodes share this prefix",
+		},
+		{
+			name: "24-bit VNI on flannel's prefix without flannel nodes", flannel: true,
+			value: `{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":70000}}`,
+			want:  "10.244.0.0/16 len=24 min=10.244.1.0 max=10.244.255.0 vni=70000 port=8472",
+		},
+		{name: "unknown field", value: `{"Network":"10.244.0.0/16","Future":1}`, wantErr: subnet.ErrInvalidConfig, errText: "unknown field Future"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,7 +117,7 @@ func TestConfig(t *testing.T) {
 			if tt.value != "" {
 				putConfig(t, prefix, tt.value)
 			}
-			n := newNode(t, srv.Client(), prefix, "n1", nil)
+			n := newNode(t, srv.Client(), prefix, "n1", func(o *etcd.Options) { o.FlannelCompat = tt.compat })
 			cfg, err := n.m.Config(testCtx(t))
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.errText) {

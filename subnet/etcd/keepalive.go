@@ -135,8 +135,8 @@ func (m *Manager) checkOwn(ctx context.Context, key string, l *subnet.Lease) (in
 }
 
 func (m *Manager) ownValue(l *subnet.Lease, key string, value []byte) error {
-	if id := readIdentity(value); id.WeftNode != m.opts.NodeName {
-		return fmt.Errorf("%w: %s: key %s is now held by %s", ErrLeaseLost, l.Subnet, key, id.holder())
+	if id := readIdentity(value); id.NodeName != m.opts.NodeName {
+		return fmt.Errorf("%w: %s: key %s is now held by %s", ErrLeaseLost, l.Subnet, key, id.Holder())
 	}
 	return nil
 }

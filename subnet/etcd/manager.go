@@ -1,12 +1,12 @@
 // Package etcd keeps weft's subnet leases in etcd, in flannel's key layout: the network config at
 // <prefix>/config and one key per node at <prefix>/subnets/10.244.7.0-24, attached to an etcd lease
 // that the node keeps alive. A Manager acquires and renews this node's lease, watches everyone's, and
-// offers the admin operations (reserve, reclaim, history) that weftctl needs.
+// offers the admin operations weftctl needs: reserve, reclaim, history, listing keys and etcd leases,
+// storing the config guarded by its revision, and importing another prefix's keys.
 package etcd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +40,9 @@ var (
 	ErrInvalidSubnet = errors.New("invalid subnet")
 	// ErrSubnetInUse: an admin operation found the subnet held by another node.
 	ErrSubnetInUse = errors.New("subnet in use")
+	// ErrConfigChanged: StoreConfig found the network config written by someone else since it was
+	// read.
+	ErrConfigChanged = errors.New("network config changed meanwhile")
 )
 
 // Manager reads and writes subnet leases under one prefix. Its methods are safe for concurrent use.
@@ -155,30 +158,14 @@ func (m *Manager) reqCtx(ctx context.Context) (context.Context, context.CancelFu
 	return context.WithTimeout(ctx, m.opts.RequestTimeout)
 }
 
-// identity is what a lease value says about its holder, read leniently so that a value that does
-// not validate (a reservation made before the node knew its VTEP MAC) still names its node.
-type identity struct {
-	PublicIP string `json:"PublicIP"`
-	WeftNode string `json:"WeftNode"`
-}
-
-func readIdentity(value []byte) identity {
-	var id identity
-	if json.Unmarshal(value, &id) != nil {
-		return identity{}
+// readIdentity is what a value says about its holder; nothing for a value that is not JSON or has a
+// field of the wrong type.
+func readIdentity(value []byte) subnet.LeaseIdentity {
+	id, err := subnet.ReadLeaseIdentity(value)
+	if err != nil {
+		return subnet.LeaseIdentity{}
 	}
 	return id
-}
-
-// holder renders a value's holder for messages.
-func (id identity) holder() string {
-	switch {
-	case id.WeftNode != "":
-		return fmt.Sprintf("node %q", id.WeftNode)
-	case id.PublicIP != "":
-		return fmt.Sprintf("a flannel node at %s", id.PublicIP)
-	}
-	return "an unknown holder"
 }
 
 // sameAttrs reports whether two attribute sets describe the same node the same way, ignoring the

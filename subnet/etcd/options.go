@@ -11,8 +11,7 @@ import (
 const (
 	// DefaultPrefix is weft's own key prefix. Flannel's is FlannelPrefix.
 	DefaultPrefix = "/weft/network"
-	// FlannelPrefix is flannel's key prefix; a weft node using it shares the prefix with flannel
-	// nodes, and the network config must then also be readable by flannel.
+	// FlannelPrefix is flannel's key prefix. Under it, -flannel-compat is on unless turned off.
 	FlannelPrefix         = "/coreos.com/network"
 	DefaultTTL            = 24 * time.Hour
 	DefaultCheckInterval  = 10 * time.Second
@@ -29,6 +28,9 @@ type Options struct {
 	// Prefix is the etcd key prefix: the network config is <Prefix>/config and the leases are
 	// <Prefix>/subnets/<subnet key>.
 	Prefix string
+	// FlannelCompat says that flannel nodes share the prefix: the network config must then also suit
+	// them (subnet.Config.ValidateFlannelShared). FlannelCompatFlag sets it from -flannel-compat.
+	FlannelCompat bool
 	// NodeName identifies this node in the lease values it writes. Acquire needs it; the admin
 	// operations do not.
 	NodeName string

@@ -80,13 +80,12 @@ func (m *Manager) FillExpiry(ctx context.Context, ls *LeaseSet) error {
 		}
 		t, ok := expiry[l.EtcdLease]
 		if !ok {
-			resp, err := m.cli.TimeToLive(ctx, clientv3.LeaseID(l.EtcdLease))
-			m.observe(err)
-			switch {
-			case err == nil && resp.TTL > 0:
-				t = time.Now().Add(time.Duration(resp.TTL) * time.Second)
-			case err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound):
-				return fmt.Errorf("reading etcd lease %x of %s: %w", l.EtcdLease, l.Subnet, err)
+			left, _, err := m.LeaseTTL(ctx, l.EtcdLease)
+			if err != nil {
+				return fmt.Errorf("%s: %w", l.Subnet, err)
+			}
+			if left > 0 {
+				t = time.Now().Add(left)
 			}
 			expiry[l.EtcdLease] = t
 		}

@@ -1,14 +1,14 @@
-package ctl
+package admin
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/netip"
 	"time"
 
+	"github.com/weft-net/weft/internal/ctl/cli"
+	"github.com/weft-net/weft/subnet"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
 )
 
@@ -46,11 +46,10 @@ func newHistoryView(h weftetcd.SubnetHistory) historyView {
 			ev.Event, prev = "deleted", "\x00"
 		case e.Err != nil:
 			ev.Event, ev.Malformed, prev = "malformed", e.Err.Error(), "\x00"
-			var lv looseValue
 			// A value with a bad field still yields the fields that decode.
-			_ = json.Unmarshal(e.Value, &lv)
-			ev.Node = lv.WeftNode
-			if ip, err := netip.ParseAddr(lv.PublicIP); err == nil {
+			id, _ := subnet.ReadLeaseIdentity(e.Value)
+			ev.Node = id.NodeName
+			if ip := id.Addr(); ip.IsValid() {
 				ev.PublicIP = ip.String()
 			}
 		default:
@@ -81,27 +80,24 @@ func newHistoryView(h weftetcd.SubnetHistory) historyView {
 	return v
 }
 
-func runLeasesHistory(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
-	var ef etcdFlags
-	ef.register(fs)
-	out := outputFlag(fs)
-	sn, s, err := subnetCommand(env, fs, &ef, args)
+func runLeasesHistory(ctx context.Context, env *cli.Env, fs *flag.FlagSet, args []string) error {
+	sn, s, out, err := subnetListCommand(env, fs, args)
 	if err != nil {
 		return err
 	}
-	defer s.close()
+	defer s.Close()
 	var h weftetcd.SubnetHistory
-	if err := s.do(ctx, func(ctx context.Context) error {
-		h, err = s.m.History(ctx, sn)
+	if err := s.Do(ctx, func(ctx context.Context) error {
+		h, err = s.M.History(ctx, sn)
 		return err
 	}); err != nil {
 		return err
 	}
 	v := newHistoryView(h)
-	if out.structured() {
-		return out.encode(env.Stdout, v)
+	if out.Structured() {
+		return out.Encode(env.Stdout, v)
 	}
-	return writeHistory(env.Stdout, v, *out == formatWide)
+	return writeHistory(env.Stdout, v, out == cli.FormatWide)
 }
 
 func writeHistory(w io.Writer, v historyView, wide bool) error {
@@ -122,7 +118,7 @@ func writeHistory(w io.Writer, v historyView, wide bool) error {
 	if wide {
 		header = append(header, "ETCD-LEASE")
 	}
-	t := newTable(w, header...)
+	t := cli.NewTable(w, header...)
 	for _, e := range v.Entries {
 		var acquired, kind string
 		if e.AcquiredAt != nil {
@@ -147,9 +143,9 @@ func writeHistory(w io.Writer, v historyView, wide bool) error {
 		if wide {
 			cells = append(cells, e.EtcdLease)
 		}
-		t.row(cells...)
+		t.Row(cells...)
 	}
-	if err := t.flush(); err != nil {
+	if err := t.Flush(); err != nil {
 		return err
 	}
 	for _, e := range v.Entries {

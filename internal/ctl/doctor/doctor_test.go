@@ -1,6 +1,7 @@
-package ctl
+package doctor
 
 import (
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -19,6 +20,9 @@ import (
 
 	"github.com/weft-net/weft/backend"
 	"github.com/weft-net/weft/daemon"
+	"github.com/weft-net/weft/internal/ctl/cli"
+	"github.com/weft-net/weft/internal/ctl/ctltest"
+	"github.com/weft-net/weft/internal/nodeapi"
 	"github.com/weft-net/weft/internal/nstest"
 	"github.com/weft-net/weft/subnet"
 	"github.com/weft-net/weft/vxlan"
@@ -89,7 +93,7 @@ func newNode1(t *testing.T) *node1 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := nd.be.EnsureDevice(testCtx(t)); err != nil {
+	if err := nd.be.EnsureDevice(ctltest.Ctx(t)); err != nil {
 		t.Fatal(err)
 	}
 	return nd
@@ -100,7 +104,7 @@ func (nd *node1) program(fixture string) {
 	t := nd.t
 	var peers []backend.Peer
 	for _, p := range readFixture(t, fixture).Peers {
-		peers = append(peers, backend.Peer{Name: p.Name, Subnet: p.Subnet, PublicIP: p.PublicIP, VtepMAC: mustMAC(t, p.VtepMAC)})
+		peers = append(peers, backend.Peer{Name: p.Name, Subnet: p.Subnet, PublicIP: p.PublicIP, VtepMAC: ctltest.MAC(t, p.VtepMAC)})
 	}
 	if err := nd.be.SetPeers(peers); err != nil {
 		t.Fatal(err)
@@ -119,37 +123,36 @@ func (nd *node1) rules(masq bool) {
 	})
 }
 
-func (nd *node1) env() *Env {
-	return &Env{Netlink: nd.h, IPTables: nsIPTables{nd.n}, Now: func() time.Time { return fixtureNow }}
+func (nd *node1) env() *cli.Env {
+	return &cli.Env{Netlink: nd.h, IPTables: nsIPTables{nd.n}, Now: func() time.Time { return ctltest.FixtureNow }}
 }
 
-func readFixture(t *testing.T, path string) *debugPeers {
+func readFixture(t *testing.T, name string) *nodeapi.Peers {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	data, err := os.ReadFile(ctltest.Fixture(name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	dp, err := decodePeers(data)
-	if err != nil {
+	var dp nodeapi.Peers
+	if err := json.Unmarshal(data, &dp); err != nil {
 		t.Fatal(err)
 	}
-	return dp
+	return &dp
 }
 
 // seedNode1 writes the config and the leases of node1 (with the device's MAC) and of the fixture's
 // peers.
 func seedNode1(t *testing.T, prefix string, mac net.HardwareAddr, fixture string) {
-	cli := srv.Client()
-	put(t, cli, prefix+"/config", testConfig, 0)
-	a := weftAttrs(t, "node1", "198.51.100.1", "02:00:00:00:00:01")
+	ctltest.Put(t, srv, prefix+"/config", ctltest.Config, 0)
+	a := ctltest.WeftAttrs(t, "node1", "198.51.100.1", "02:00:00:00:00:01")
 	a.VtepMAC = mac
-	putLease(t, cli, prefix, "10.244.1.0/24", a, 0)
+	ctltest.PutLease(t, srv, prefix, "10.244.1.0/24", a, 0)
 	for _, p := range readFixture(t, fixture).Peers {
-		pa := weftAttrs(t, p.Etcd.NodeName, p.Etcd.PublicIP.String(), p.Etcd.VtepMAC)
+		pa := ctltest.WeftAttrs(t, p.Etcd.NodeName, p.Etcd.PublicIP.String(), p.Etcd.VtepMAC)
 		if p.Etcd.NodeName == "" {
-			pa = flannelAttrs(t, p.Etcd.PublicIP.String(), p.Etcd.VtepMAC)
+			pa = ctltest.FlannelAttrs(t, p.Etcd.PublicIP.String(), p.Etcd.VtepMAC)
 		}
-		putLease(t, cli, prefix, p.Subnet.String(), pa, 0)
+		ctltest.PutLease(t, srv, prefix, p.Subnet.String(), pa, 0)
 	}
 }
 
@@ -166,31 +169,31 @@ var node1Env = subnet.Env{
 }
 
 func doctorArgs(prefix, subnetFile, healthAddr string, extra ...string) []string {
-	return append(append([]string{"doctor", "-subnet-file", subnetFile, "-health-addr", healthAddr}, etcdArgs(prefix)...), extra...)
+	return append(append([]string{"doctor", "-subnet-file", subnetFile, "-health-addr", healthAddr}, ctltest.EtcdArgs(srv, prefix)...), extra...)
 }
 
 func TestDoctorHealthy(t *testing.T) {
 	nd := newNode1(t)
-	const fixture = "testdata/debug-peers-healthy.json"
+	const fixture = "debug-peers-healthy.json"
 	nd.program(fixture)
 	nd.rules(true)
-	prefix := testPrefix(t)
+	prefix := ctltest.Prefix(t, srv)
 	seedNode1(t, prefix, nd.be.MAC(), fixture)
-	addr := serveWeftd(t, fixture, http.StatusOK, "ok")
+	addr := ctltest.ServeWeftd(t, fixture, http.StatusOK, "ok")
 	envFile := writeSubnetEnv(t, node1Env)
 	r := runCtl(t, nd.env(), nil, doctorArgs(prefix, envFile, addr)...)
-	if r.err != nil {
-		t.Errorf("err = %v\n%s", r.err, r.stdout)
+	if r.Err != nil {
+		t.Errorf("err = %v\n%s", r.Err, r.Stdout)
 	}
-	golden(t, "doctor-healthy", strings.ReplaceAll(r.stdout, envFile, "<subnet-file>"))
+	ctltest.Golden(t, "doctor-healthy", strings.ReplaceAll(r.Stdout, envFile, "<subnet-file>"))
 }
 
 func TestDoctorProblems(t *testing.T) {
 	nd := newNode1(t)
-	const fixture = "testdata/debug-peers.json"
+	const fixture = "debug-peers.json"
 	nd.program(fixture)
 	nd.rules(false)
-	prefix := testPrefix(t)
+	prefix := ctltest.Prefix(t, srv)
 	seedNode1(t, prefix, nd.be.MAC(), fixture)
 	// Break the kernel state: node5's route goes, node2's neighbour gets another MAC, a departed
 	// peer's neighbour stays, the underlay's MTU shrinks under the device's.
@@ -211,7 +214,7 @@ func TestDoctorProblems(t *testing.T) {
 	}
 	for ip, mac := range map[string]string{"10.244.77.0": "02:00:00:00:00:77", "10.244.2.0": "02:00:00:00:00:99"} {
 		if err := nd.h.NeighSet(&netlink.Neigh{LinkIndex: dev.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT,
-			IP: net.ParseIP(ip), HardwareAddr: mustMAC(t, mac)}); err != nil {
+			IP: net.ParseIP(ip), HardwareAddr: ctltest.MAC(t, mac)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -222,15 +225,15 @@ func TestDoctorProblems(t *testing.T) {
 	if err := nd.h.LinkSetMTU(ul0, 1420); err != nil {
 		t.Fatal(err)
 	}
-	addr := serveWeftd(t, fixture, http.StatusServiceUnavailable, "last reconcile failed: peer \"node5\": route 10.244.5.0/24: file exists")
+	addr := ctltest.ServeWeftd(t, fixture, http.StatusServiceUnavailable, "last reconcile failed: peer \"node5\": route 10.244.5.0/24: file exists")
 	envFile := writeSubnetEnv(t, node1Env)
 	for _, format := range []string{"table", "json"} {
 		t.Run(format, func(t *testing.T) {
 			r := runCtl(t, nd.env(), nil, doctorArgs(prefix, envFile, addr, "-o", format)...)
-			if !errors.Is(r.err, ErrProblems) {
-				t.Errorf("err = %v, want ErrProblems", r.err)
+			if !errors.Is(r.Err, cli.ErrProblems) {
+				t.Errorf("err = %v, want cli.ErrProblems", r.Err)
 			}
-			golden(t, "doctor-problems-"+format, strings.ReplaceAll(r.stdout, envFile, "<subnet-file>"))
+			ctltest.Golden(t, "doctor-problems-"+format, strings.ReplaceAll(r.Stdout, envFile, "<subnet-file>"))
 		})
 	}
 }
@@ -239,17 +242,17 @@ func TestDoctorProblems(t *testing.T) {
 // the peer list then comes from etcd.
 func TestDoctorWeftdDown(t *testing.T) {
 	nd := newNode1(t)
-	const fixture = "testdata/debug-peers-healthy.json"
+	const fixture = "debug-peers-healthy.json"
 	nd.program(fixture)
-	prefix := testPrefix(t)
+	prefix := ctltest.Prefix(t, srv)
 	seedNode1(t, prefix, nd.be.MAC(), fixture)
 	missing := filepath.Join(t.TempDir(), "subnet.env")
-	health := strings.TrimPrefix(closedPort(t), "http://")
+	health := strings.TrimPrefix(ctltest.ClosedPort(t), "http://")
 	r := runCtl(t, nd.env(), nil, doctorArgs(prefix, missing, health)...)
-	if !errors.Is(r.err, ErrProblems) {
-		t.Errorf("err = %v, want ErrProblems", r.err)
+	if !errors.Is(r.Err, cli.ErrProblems) {
+		t.Errorf("err = %v, want cli.ErrProblems", r.Err)
 	}
-	golden(t, "doctor-weftd-down", strings.NewReplacer(health, "<health-addr>", missing, "<subnet-file>").Replace(r.stdout))
+	ctltest.Golden(t, "doctor-weftd-down", strings.NewReplacer(health, "<health-addr>", missing, "<subnet-file>").Replace(r.Stdout))
 
 	// Without etcd either, and with the device gone.
 	dev, err := nd.h.LinkByName("weft.1")
@@ -259,11 +262,11 @@ func TestDoctorWeftdDown(t *testing.T) {
 	if err := nd.h.LinkDel(dev); err != nil {
 		t.Fatal(err)
 	}
-	ep := closedPort(t)
+	ep := ctltest.ClosedPort(t)
 	r = runCtl(t, nd.env(), nil, "doctor", "-subnet-file", missing, "-health-addr", health, "-etcd-endpoints", ep, "-etcd-timeout", "1s")
-	if !errors.Is(r.err, ErrProblems) {
-		t.Errorf("err = %v, want ErrProblems", r.err)
+	if !errors.Is(r.Err, cli.ErrProblems) {
+		t.Errorf("err = %v, want cli.ErrProblems", r.Err)
 	}
-	golden(t, "doctor-nothing", strings.NewReplacer(health, "<health-addr>", missing, "<subnet-file>", ep, "<etcd>",
-		strings.TrimPrefix(ep, "http://"), "<etcd>").Replace(r.stdout))
+	ctltest.Golden(t, "doctor-nothing", strings.NewReplacer(health, "<health-addr>", missing, "<subnet-file>", ep, "<etcd>",
+		strings.TrimPrefix(ep, "http://"), "<etcd>").Replace(r.Stdout))
 }

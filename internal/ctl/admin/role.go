@@ -1,10 +1,11 @@
-package ctl
+package admin
 
 import (
 	"context"
 	"fmt"
 	"strings"
 
+	"github.com/weft-net/weft/internal/ctl/cli"
 	weftetcd "github.com/weft-net/weft/subnet/etcd"
 )
 
@@ -21,21 +22,21 @@ func shellQuote(s string) string {
 // validName checks an etcd role or user name given on the command line.
 func validName(flagName, v string) error {
 	if v == "" || strings.ContainsAny(v, " \t\n\x00") || len(v) > 128 {
-		return fmt.Errorf("%w: -%s=%q: want a name without whitespace, at most 128 characters", ErrUsage, flagName, v)
+		return fmt.Errorf("%w: -%s=%q: want a name without whitespace, at most 128 characters", cli.ErrUsage, flagName, v)
 	}
 	return nil
 }
 
-func runEtcdRole(_ context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "etcd-role", "[flags]")
+func EtcdRole(_ context.Context, env *cli.Env, args []string) error {
+	fs := cli.NewFlags(env, "etcd-role", "[flags]")
 	var prefix string
-	registerPrefix(fs, &prefix)
+	cli.RegisterPrefix(fs, &prefix)
 	role := fs.String("role", "weftd", "etcd role to create")
 	user := fs.String("user", "weftd", "etcd user to create and give the role")
-	if _, err := parse(env, fs, args); err != nil {
+	if _, err := cli.Parse(env, fs, args); err != nil {
 		return err
 	}
-	if err := checkPrefix("etcd-prefix", prefix); err != nil {
+	if err := cli.CheckPrefix("etcd-prefix", prefix); err != nil {
 		return err
 	}
 	if err := validName("role", *role); err != nil {

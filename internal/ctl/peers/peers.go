@@ -1,4 +1,6 @@
-package ctl
+// Package peers is weftctl peers: a client of weftd's /debug/peers and /readyz on its health address,
+// and the renderer of its peer view. doctor uses the client too.
+package peers
 
 import (
 	"context"
@@ -9,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weft-net/weft/internal/ctl/cli"
 	"github.com/weft-net/weft/internal/nodeapi"
 )
 
@@ -30,14 +33,14 @@ func healthURL(addr, path string) string {
 	return strings.TrimSuffix(addr, "/") + path
 }
 
-// getHealth fetches path from weftd's health server and returns the status code and body.
-func getHealth(ctx context.Context, addr, path string) (int, []byte, error) {
+// GetHealth fetches path from weftd's health server and returns the status code and body.
+func GetHealth(ctx context.Context, addr, path string) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
 	defer cancel()
 	u := healthURL(addr, path)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%w: -health-addr=%q: %w", ErrUsage, addr, err)
+		return 0, nil, fmt.Errorf("%w: -health-addr=%q: %w", cli.ErrUsage, addr, err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -51,9 +54,9 @@ func getHealth(ctx context.Context, addr, path string) (int, []byte, error) {
 	return resp.StatusCode, body, nil
 }
 
-// fetchPeers reads /debug/peers from weftd at addr.
-func fetchPeers(ctx context.Context, addr string) (*debugPeers, error) {
-	code, body, err := getHealth(ctx, addr, "/debug/peers")
+// Fetch reads /debug/peers from weftd at addr.
+func Fetch(ctx context.Context, addr string) (*debugPeers, error) {
+	code, body, err := GetHealth(ctx, addr, "/debug/peers")
 	if err != nil {
 		return nil, err
 	}
@@ -117,18 +120,18 @@ func ago(t, now time.Time) string {
 	return now.Sub(t).Round(time.Second).String() + " ago"
 }
 
-func runPeers(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "peers", "[flags]")
+func Run(ctx context.Context, env *cli.Env, args []string) error {
+	fs := cli.NewFlags(env, "peers", "[flags]")
 	healthAddr := fs.String("health-addr", nodeapi.DefaultHealthAddr, "weftd's health address (its -health-addr)")
-	out := outputFlag(fs)
-	if _, err := parse(env, fs, args); err != nil {
+	out := cli.OutputFlag(fs)
+	if _, err := cli.Parse(env, fs, args); err != nil {
 		return err
 	}
-	dp, err := fetchPeers(ctx, *healthAddr)
+	dp, err := Fetch(ctx, *healthAddr)
 	if err != nil {
 		return err
 	}
-	if out.structured() {
+	if out.Structured() {
 		type peerView struct {
 			debugPeer
 			Issues []string `json:"issues"`
@@ -140,9 +143,9 @@ func runPeers(ctx context.Context, env *Env, args []string) error {
 		for i := range dp.Peers {
 			v.Peers = append(v.Peers, peerView{dp.Peers[i], append([]string{}, peerIssues(&dp.Peers[i])...)})
 		}
-		return out.encode(env.Stdout, v)
+		return out.Encode(env.Stdout, v)
 	}
-	return writePeers(env.Stdout, dp, *out == formatWide, env.now())
+	return writePeers(env.Stdout, dp, *out == cli.FormatWide, env.Clock())
 }
 
 func writePeers(w io.Writer, dp *debugPeers, wide bool, now time.Time) error {
@@ -167,7 +170,7 @@ func writePeers(w io.Writer, dp *debugPeers, wide bool, now time.Time) error {
 		header = append(header, "GOSSIP-ADDR", "ETCD-VERSION", "GOSSIP-VERSION", "PROBED")
 	}
 	header = append(header, "ISSUES")
-	t := newTable(w, header...)
+	t := cli.NewTable(w, header...)
 	flagged := 0
 	for i := range dp.Peers {
 		p := &dp.Peers[i]
@@ -187,30 +190,14 @@ func writePeers(w io.Writer, dp *debugPeers, wide bool, now time.Time) error {
 			}
 			cells = append(cells, addr, fmt.Sprint(p.Etcd.AttrVersion), gv, probed)
 		}
-		t.row(append(cells, strings.Join(issues, "; "))...)
+		t.Row(append(cells, strings.Join(issues, "; "))...)
 	}
-	if err := t.flush(); err != nil {
+	if err := t.Flush(); err != nil {
 		return err
 	}
-	rejected := 0
-	if len(dp.Members) > 0 {
-		fmt.Fprintln(w)
-		t = newTable(w, "MEMBER", "ADDR", "STATUS", "SUBNET", "CLAIM", "REASON")
-		for _, m := range dp.Members {
-			sn := ""
-			if m.Subnet.IsValid() {
-				sn = m.Subnet.String()
-			}
-			claim := string(m.Claim)
-			if m.Claim == nodeapi.ClaimRejected {
-				claim += " (!)"
-				rejected++
-			}
-			t.row(m.Name, m.Addr.String(), string(m.Status), sn, claim, m.Reason)
-		}
-		if err := t.flush(); err != nil {
-			return err
-		}
+	rejected, err := writeMembers(w, dp.Members)
+	if err != nil {
+		return err
 	}
 	if flagged > 0 {
 		fmt.Fprintf(w, "\n%d of %d peers flagged; SOURCE tells whose attributes are programmed (gossip's are newer when they differ).\n", flagged, len(dp.Peers))
@@ -219,6 +206,29 @@ func writePeers(w io.Writer, dp *debugPeers, wide bool, now time.Time) error {
 		fmt.Fprintf(w, "%d gossip claims rejected (!): the member claims a subnet etcd does not give it.\n", rejected)
 	}
 	return nil
+}
+
+// writeMembers writes the gossip members' table, and returns how many claims were rejected.
+func writeMembers(w io.Writer, members []nodeapi.Member) (int, error) {
+	rejected := 0
+	if len(members) == 0 {
+		return 0, nil
+	}
+	fmt.Fprintln(w)
+	t := cli.NewTable(w, "MEMBER", "ADDR", "STATUS", "SUBNET", "CLAIM", "REASON")
+	for _, m := range members {
+		sn := ""
+		if m.Subnet.IsValid() {
+			sn = m.Subnet.String()
+		}
+		claim := string(m.Claim)
+		if m.Claim == nodeapi.ClaimRejected {
+			claim += " (!)"
+			rejected++
+		}
+		t.Row(m.Name, m.Addr.String(), string(m.Status), sn, claim, m.Reason)
+	}
+	return rejected, t.Flush()
 }
 
 func orDash(s string) string {

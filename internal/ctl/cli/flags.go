@@ -1,4 +1,4 @@
-package ctl
+package cli
 
 import (
 	"bytes"
@@ -14,8 +14,8 @@ import (
 	"github.com/weft-net/weft/internal/flagenv"
 )
 
-// newFlags returns the flag set of "weftctl name", whose usage shows synopsis.
-func newFlags(env *Env, name, synopsis string) *flag.FlagSet {
+// NewFlags returns the flag set of "weftctl name", whose usage shows synopsis.
+func NewFlags(env *Env, name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet("weftctl "+name, flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	fs.Usage = func() {
@@ -29,10 +29,10 @@ func newFlags(env *Env, name, synopsis string) *flag.FlagSet {
 // never confirm or force a write.
 var noEnv = map[string]bool{flagenv.Name("yes"): true, flagenv.Name("apply"): true, flagenv.Name("force"): true}
 
-// parse parses args into fs, where flags may also follow the positional arguments, fills the flags
+// Parse parses args into fs, where flags may also follow the positional arguments, fills the flags
 // not given from their WEFT_* environment variables, and checks that the positional arguments are
 // exactly the ones named.
-func parse(env *Env, fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
+func Parse(env *Env, fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -66,39 +66,39 @@ func parse(env *Env, fs *flag.FlagSet, args []string, names ...string) ([]string
 	return pos, nil
 }
 
-// format is an output format: -o table (the default), wide, json or yaml.
-type format string
+// Format is an output format: -o table (the default), wide, json or yaml.
+type Format string
 
 const (
-	formatTable format = "table"
-	formatWide  format = "wide"
-	formatJSON  format = "json"
-	formatYAML  format = "yaml"
+	FormatTable Format = "table"
+	FormatWide  Format = "wide"
+	FormatJSON  Format = "json"
+	FormatYAML  Format = "yaml"
 )
 
-func (f *format) String() string { return string(*f) }
+func (f *Format) String() string { return string(*f) }
 
-func (f *format) Set(s string) error {
-	switch v := format(s); v {
-	case formatTable, formatWide, formatJSON, formatYAML:
+func (f *Format) Set(s string) error {
+	switch v := Format(s); v {
+	case FormatTable, FormatWide, FormatJSON, FormatYAML:
 		*f = v
 		return nil
 	}
 	return fmt.Errorf("%q: want table, wide, json or yaml", s)
 }
 
-// outputFlag registers -o and returns the format it sets.
-func outputFlag(fs *flag.FlagSet) *format {
-	f := formatTable
+// OutputFlag registers -o and returns the format it sets.
+func OutputFlag(fs *flag.FlagSet) *Format {
+	f := FormatTable
 	fs.Var(&f, "o", "output `format`: table, wide, json or yaml")
 	return &f
 }
 
-// structured reports whether f is a machine-readable format.
-func (f format) structured() bool { return f == formatJSON || f == formatYAML }
+// Structured reports whether f is a machine-readable format.
+func (f Format) Structured() bool { return f == FormatJSON || f == FormatYAML }
 
-// encode writes v as JSON (indented) or YAML.
-func (f format) encode(w io.Writer, v any) error {
+// Encode writes v as JSON (indented) or YAML.
+func (f Format) Encode(w io.Writer, v any) error {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
@@ -107,7 +107,7 @@ func (f format) encode(w io.Writer, v any) error {
 		return err
 	}
 	data := b.Bytes()
-	if f == formatYAML {
+	if f == FormatYAML {
 		var err error
 		if data, err = yaml.JSONToYAML(data); err != nil {
 			return err
@@ -117,19 +117,21 @@ func (f format) encode(w io.Writer, v any) error {
 	return err
 }
 
-// table writes aligned columns; an empty cell shows as "-".
-type table struct {
+// Table writes aligned columns; an empty cell shows as "-".
+type Table struct {
 	tw   *tabwriter.Writer
 	cols int
 }
 
-func newTable(w io.Writer, header ...string) *table {
-	t := &table{tw: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0), cols: len(header)}
+// NewTable starts a table with its header row.
+func NewTable(w io.Writer, header ...string) *Table {
+	t := &Table{tw: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0), cols: len(header)}
 	fmt.Fprintln(t.tw, strings.Join(header, "\t"))
 	return t
 }
 
-func (t *table) row(cells ...string) {
+// Row writes a row.
+func (t *Table) Row(cells ...string) {
 	for i, c := range cells {
 		if c == "" {
 			cells[i] = "-"
@@ -138,15 +140,16 @@ func (t *table) row(cells ...string) {
 	fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
 }
 
-// note writes text under the last row, in the last column.
-func (t *table) note(text string) {
+// Note writes text under the last row, in the last column.
+func (t *Table) Note(text string) {
 	fmt.Fprintln(t.tw, strings.Repeat("\t", t.cols-1)+text)
 }
 
-func (t *table) flush() error { return t.tw.Flush() }
+// Flush writes the table out.
+func (t *Table) Flush() error { return t.tw.Flush() }
 
-// fields writes "Name:  value" lines, aligned; empty values show as "-".
-func fields(w io.Writer, kv ...string) error {
+// Fields writes "Name:  value" lines, aligned; empty values show as "-".
+func Fields(w io.Writer, kv ...string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for i := 0; i+1 < len(kv); i += 2 {
 		v := kv[i+1]

@@ -1,4 +1,6 @@
-package ctl
+// Package doctor is weftctl doctor: it checks one node against what its files, etcd, weftd and the
+// kernel say, and prints each problem with its fix.
+package doctor
 
 import (
 	"context"
@@ -16,16 +18,13 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weft-net/weft/backend"
+	"github.com/weft-net/weft/internal/ctl/admin"
+	"github.com/weft-net/weft/internal/ctl/cli"
+	"github.com/weft-net/weft/internal/ctl/peers"
 	"github.com/weft-net/weft/internal/nodeapi"
 	"github.com/weft-net/weft/subnet"
 	"github.com/weft-net/weft/vxlan"
 )
-
-// IPTables is what doctor reads weft's chains with; *iptables.IPTables implements it.
-type IPTables interface {
-	ChainExists(table, chain string) (bool, error)
-	List(table, chain string) ([]string, error)
-}
 
 // finding is the outcome of one doctor check.
 type finding struct {
@@ -38,8 +37,8 @@ type finding struct {
 
 // doctor gathers what the node's files, etcd, weftd and the kernel say, and checks it.
 type doctor struct {
-	env        *Env
-	ef         etcdFlags
+	env        *cli.Env
+	ef         cli.EtcdFlags
 	subnetFile string
 	device     string
 	healthAddr string
@@ -52,9 +51,9 @@ type doctor struct {
 	// local is this node's subnet: subnet.env's, or the lease holding the device's address.
 	local   netip.Prefix
 	cfg     *subnet.Config
-	entries []keyEntry
+	entries []admin.Entry
 	etcdOK  bool
-	dp      *debugPeers
+	dp      *nodeapi.Peers
 }
 
 func (d *doctor) ok(check, format string, args ...any) {
@@ -69,19 +68,19 @@ func (d *doctor) skip(check, why string) {
 	d.findings = append(d.findings, finding{Check: check, Status: "skipped", Detail: why})
 }
 
-func runDoctor(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "doctor", "[flags]")
+func Run(ctx context.Context, env *cli.Env, args []string) error {
+	fs := cli.NewFlags(env, "doctor", "[flags]")
 	d := &doctor{env: env}
-	d.ef.register(fs)
+	d.ef.Register(fs)
 	fs.StringVar(&d.subnetFile, "subnet-file", subnet.DefaultEnvFile, "the subnet.env weftd writes (its -subnet-file)")
 	fs.StringVar(&d.device, "device", "", "the VXLAN device (weftd's -device; default weft.<VNI> of the network config)")
 	fs.StringVar(&d.healthAddr, "health-addr", nodeapi.DefaultHealthAddr, "weftd's health address (its -health-addr)")
 	fs.IntVar(&d.routeProtocol, "route-protocol", vxlan.DefaultRouteProtocol, "the protocol number of weftd's routes (its -route-protocol)")
-	out := outputFlag(fs)
-	if _, err := parse(env, fs, args); err != nil {
+	out := cli.OutputFlag(fs)
+	if _, err := cli.Parse(env, fs, args); err != nil {
 		return err
 	}
-	if _, err := d.ef.config(); err != nil {
+	if _, err := d.ef.Config(); err != nil {
 		return err
 	}
 	d.checkSubnetEnv()
@@ -98,8 +97,8 @@ func runDoctor(ctx context.Context, env *Env, args []string) error {
 			problems++
 		}
 	}
-	if out.structured() {
-		if err := out.encode(env.Stdout, struct {
+	if out.Structured() {
+		if err := out.Encode(env.Stdout, struct {
 			Problems int       `json:"problems"`
 			Findings []finding `json:"findings"`
 		}{problems, d.findings}); err != nil {
@@ -109,24 +108,24 @@ func runDoctor(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	if problems > 0 {
-		return fmt.Errorf("doctor: %d %w", problems, ErrProblems)
+		return fmt.Errorf("doctor: %d %w", problems, cli.ErrProblems)
 	}
 	return nil
 }
 
 func writeFindings(w io.Writer, findings []finding, problems int) error {
-	t := newTable(w, "STATUS", "CHECK", "DETAIL")
+	t := cli.NewTable(w, "STATUS", "CHECK", "DETAIL")
 	for _, f := range findings {
 		status := f.Status
 		if status == "problem" {
 			status = "PROBLEM"
 		}
-		t.row(status, f.Check, f.Detail)
+		t.Row(status, f.Check, f.Detail)
 		if f.Fix != "" {
-			t.note("fix: " + f.Fix)
+			t.Note("fix: " + f.Fix)
 		}
 	}
-	if err := t.flush(); err != nil {
+	if err := t.Flush(); err != nil {
 		return err
 	}
 	if problems == 0 {
@@ -162,18 +161,18 @@ func (d *doctor) checkSubnetEnv() {
 func (d *doctor) checkEtcd(ctx context.Context) {
 	const check = "etcd"
 	const fix = "check -etcd-endpoints, the TLS flags and -etcd-prefix (weftd's own), and etcd's health: etcdctl endpoint health"
-	s, err := d.ef.open()
+	s, err := d.ef.Open()
 	if err != nil {
 		d.problem(check, err.Error(), fix)
 		return
 	}
-	defer s.close()
-	cfg, cfgErr, err := s.readConfig(ctx)
+	defer s.Close()
+	cfg, cfgErr, err := admin.ReadConfig(ctx, s)
 	if err != nil {
 		d.problem(check, err.Error(), fix)
 		return
 	}
-	if d.entries, _, err = s.readKeys(ctx); err != nil {
+	if d.entries, _, err = admin.ReadKeys(ctx, s); err != nil {
 		d.problem(check, err.Error(), fix)
 		return
 	}
@@ -183,7 +182,7 @@ func (d *doctor) checkEtcd(ctx context.Context) {
 		return
 	}
 	d.cfg = cfg
-	d.ok(check, "answers; %d subnet keys under %s", len(d.entries), s.m.SubnetsPrefix())
+	d.ok(check, "answers; %d subnet keys under %s", len(d.entries), s.M.SubnetsPrefix())
 	if e := d.senv; e != nil && e.Network != cfg.Network {
 		d.problem("network config", fmt.Sprintf("etcd's Network is %s, subnet.env's %s", cfg.Network, e.Network),
 			"weftd reads the config at start only: restart weftd, then the pods started before")
@@ -192,13 +191,13 @@ func (d *doctor) checkEtcd(ctx context.Context) {
 
 func (d *doctor) checkWeftd(ctx context.Context) {
 	const check = "weftd"
-	dp, err := fetchPeers(ctx, d.healthAddr)
+	dp, err := peers.Fetch(ctx, d.healthAddr)
 	if err != nil {
 		d.problem(check, err.Error(), "weftd serves /debug/peers on its -health-addr ("+d.healthAddr+" here): "+fixWeftdRunning)
 		return
 	}
 	d.dp = dp
-	code, body, err := getHealth(ctx, d.healthAddr, "/readyz")
+	code, body, err := peers.GetHealth(ctx, d.healthAddr, "/readyz")
 	switch {
 	case err != nil:
 		d.problem(check, err.Error(), fixWeftdRunning)
@@ -210,7 +209,7 @@ func (d *doctor) checkWeftd(ctx context.Context) {
 }
 
 // ownEntry returns the etcd key of this node's subnet.
-func (d *doctor) ownEntry() *keyEntry {
+func (d *doctor) ownEntry() *admin.Entry {
 	for i := range d.entries {
 		if e := &d.entries[i]; d.local.IsValid() && e.Subnet == d.local {
 			return e
@@ -243,7 +242,7 @@ func (d *doctor) checkLease() {
 		d.problem(check, fmt.Sprintf("%s is held by node %q, but this is %q", sn, e.Lease.Attrs.NodeName, d.dp.Node),
 			"two nodes run on one subnet: restart weftd here (it takes a free subnet), then this node's pods")
 	default:
-		d.ok(check, "%s held by %s (%s), expires %s", sn, e.holder(), e.Lease.Attrs.PublicIP, e.expires(d.env.now()))
+		d.ok(check, "%s held by %s (%s), expires %s", sn, e.Holder(), e.Lease.Attrs.PublicIP, e.Expires(d.env.Clock()))
 	}
 }
 
