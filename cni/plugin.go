@@ -89,6 +89,21 @@ func lockContainer(c *Config, containerID string) (*os.File, error) {
 	return ipam.LockContainer(storeDir(c), containerID)
 }
 
+// lockedHost takes the container's lock and opens a netlink handle in the host's namespace; the
+// function returned closes both.
+func lockedHost(c *Config, containerID string) (netlinksafe.Handle, func(), error) {
+	lock, err := lockContainer(c, containerID)
+	if err != nil {
+		return netlinksafe.Handle{}, nil, err
+	}
+	host, err := hostHandle()
+	if err != nil {
+		lock.Close()
+		return netlinksafe.Handle{}, nil, err
+	}
+	return host, func() { host.Close(); lock.Close() }, nil
+}
+
 // hostHandle opens a netlink handle in the plugin's own (the host's) namespace.
 func hostHandle() (netlinksafe.Handle, error) {
 	h, err := netlinksafe.NewHandle(syscall.NETLINK_ROUTE)
@@ -162,16 +177,11 @@ func Add(args *skel.CmdArgs) (err error) {
 	}
 	defer podNS.Close()
 	defer pod.Close()
-	lock, err := lockContainer(c, args.ContainerID)
+	host, unlock, err := lockedHost(c, args.ContainerID)
 	if err != nil {
 		return err
 	}
-	defer lock.Close()
-	host, err := hostHandle()
-	if err != nil {
-		return err
-	}
-	defer host.Close()
+	defer unlock()
 
 	a := ipam.Attachment{ContainerID: args.ContainerID, IfName: args.IfName}
 	addr, fresh, err := allocate(c, a, env.Subnet)
@@ -253,16 +263,11 @@ func Del(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	lock, err := lockContainer(c, args.ContainerID)
+	host, unlock, err := lockedHost(c, args.ContainerID)
 	if err != nil {
 		return err
 	}
-	defer lock.Close()
-	host, err := hostHandle()
-	if err != nil {
-		return err
-	}
-	defer host.Close()
+	defer unlock()
 	if err := deleteLink(host, HostVethName(args.ContainerID, args.IfName)); err != nil {
 		return err
 	}

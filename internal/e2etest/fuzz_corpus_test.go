@@ -29,7 +29,10 @@ func TestFuzzCorpora(t *testing.T) {
 		"CNI stdin (the runtime)":                        "cni FuzzParseConfig",
 		"VTEP MAC file (state dir)":                      "vxlan FuzzParseMACFile",
 		"kernel release (uname)":                         "vxlan FuzzParseKernelRelease",
-		"gossip peers file (state dir)":                  "daemon FuzzParseGossipPeers",
+		"saved lease set (state dir)":                    "daemon FuzzParseLeaseSet",
+		"gossip key file":                                "gossip FuzzParseKeys",
+		"network config, read by weftd (etcd)":           "subnet FuzzParseConfigLenient",
+		"lease identity, read by weftctl (etcd)":         "subnet FuzzReadLeaseIdentity",
 	}
 	decl := regexp.MustCompile(`(?m)^func (Fuzz\w+)\(f \*testing\.F\)`)
 	required := map[string]bool{}
