@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net/netip"
 	"path"
 	"slices"
@@ -129,7 +130,7 @@ func (c *checker) checkDuplicates(named []*Entry) {
 			c.dups("duplicate-mac", "VTEP MAC "+m, "is also used by", g, "two nodes with one MAC: weftd programs neither")
 		}
 	}
-	for _, ip := range sortedAddrs(byIP) {
+	for _, ip := range slices.SortedFunc(maps.Keys(byIP), netip.Addr.Compare) {
 		// One named node under several keys is a duplicate-node already.
 		if g := byIP[ip]; len(g) > 1 && (len(distinct(g, (*Entry).nodeName)) > 1 || g[0].nodeName() == "") {
 			c.dups("duplicate-ip", "public IP "+ip.String(), "is also used by", g,
@@ -175,15 +176,6 @@ func sortedKeys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	slices.Sort(out)
-	return out
-}
-
-func sortedAddrs[V any](m map[netip.Addr]V) []netip.Addr {
-	out := make([]netip.Addr, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.SortFunc(out, netip.Addr.Compare)
 	return out
 }
 

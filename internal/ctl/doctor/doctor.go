@@ -434,15 +434,6 @@ func (d *doctor) checkPeers(own vxlan.Ownership, owned *vxlan.Owned) {
 	}
 }
 
-func sortedPrefixes[V any](m map[netip.Prefix]V) []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.SortFunc(out, netip.Prefix.Compare)
-	return out
-}
-
 func (d *doctor) checkRules() {
 	ipt := d.env.IPTables
 	if ipt == nil {
