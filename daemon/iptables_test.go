@@ -74,63 +74,50 @@ const wantForwardOnly = `*filter
 `
 
 func TestRules(t *testing.T) {
-	for _, backend := range []string{"iptables-nft", "iptables-legacy"} {
-		t.Run(backend, func(t *testing.T) {
-			n := nstest.New(t)
-			path, err := exec.LookPath(backend)
-			if err != nil {
-				t.Skipf("%s not installed: %v", backend, err)
+	forEachBackend(t, func(t *testing.T, ipt *iptables.IPTables) error {
+		r := NewRules(ipt, testNetwork, testSubnet, true, discard)
+		steps := []struct {
+			name   string
+			mutate func() error
+			rules  *Rules
+			want   string
+		}{
+			{"first ensure", nil, r, wantRules},
+			{"idempotent", nil, r, wantRules},
+			{"rule deleted", func() error {
+				return ipt.Delete("nat", nodeapi.ChainMasq, "-s", "10.244.0.0/16", "-d", "10.244.31.0/24", "-m", "comment", "--comment", "weft masq", "-j", "RETURN")
+			}, r, wantRules},
+			{"foreign rule added to our chain", func() error {
+				return ipt.Insert("nat", nodeapi.ChainMasq, 1, "-j", "ACCEPT")
+			}, r, wantRules},
+			{"jump deleted", func() error {
+				return ipt.Delete("filter", "FORWARD", "-m", "comment", "--comment", "weft forward", "-j", nodeapi.ChainForward)
+			}, r, wantRules},
+			{"chain flushed", func() error { return ipt.ClearChain("filter", nodeapi.ChainForward) }, r, wantRules},
+			{"masq off", nil, NewRules(ipt, testNetwork, testSubnet, false, discard), wantForwardOnly},
+			{"masq on again", nil, r, wantRules},
+		}
+		for _, s := range steps {
+			if s.mutate != nil {
+				if err := s.mutate(); err != nil {
+					t.Fatalf("%s: %v", s.name, err)
+				}
 			}
-			nstest.Do(t, n, func() error {
-				ipt, err := iptables.New(iptables.Path(path))
-				if err != nil {
-					return err
-				}
-				r := NewRules(ipt, testNetwork, testSubnet, true, discard)
-				steps := []struct {
-					name   string
-					mutate func() error
-					rules  *Rules
-					want   string
-				}{
-					{"first ensure", nil, r, wantRules},
-					{"idempotent", nil, r, wantRules},
-					{"rule deleted", func() error {
-						return ipt.Delete("nat", nodeapi.ChainMasq, "-s", "10.244.0.0/16", "-d", "10.244.31.0/24", "-m", "comment", "--comment", "weft masq", "-j", "RETURN")
-					}, r, wantRules},
-					{"foreign rule added to our chain", func() error {
-						return ipt.Insert("nat", nodeapi.ChainMasq, 1, "-j", "ACCEPT")
-					}, r, wantRules},
-					{"jump deleted", func() error {
-						return ipt.Delete("filter", "FORWARD", "-m", "comment", "--comment", "weft forward", "-j", nodeapi.ChainForward)
-					}, r, wantRules},
-					{"chain flushed", func() error { return ipt.ClearChain("filter", nodeapi.ChainForward) }, r, wantRules},
-					{"masq off", nil, NewRules(ipt, testNetwork, testSubnet, false, discard), wantForwardOnly},
-					{"masq on again", nil, r, wantRules},
-				}
-				for _, s := range steps {
-					if s.mutate != nil {
-						if err := s.mutate(); err != nil {
-							t.Fatalf("%s: %v", s.name, err)
-						}
-					}
-					if err := s.rules.Ensure(); err != nil {
-						t.Fatalf("%s: Ensure: %v", s.name, err)
-					}
-					if got := renderRules(t, ipt); got != s.want {
-						t.Errorf("%s: rules\n%s\nwant\n%s", s.name, got, s.want)
-					}
-				}
-				if err := removeRules(r); err != nil {
-					t.Fatal(err)
-				}
-				if got := renderRules(t, ipt); got != "" {
-					t.Errorf("after Remove:\n%s", got)
-				}
-				return removeRules(r)
-			})
-		})
-	}
+			if err := s.rules.Ensure(); err != nil {
+				t.Fatalf("%s: Ensure: %v", s.name, err)
+			}
+			if got := renderRules(t, ipt); got != s.want {
+				t.Errorf("%s: rules\n%s\nwant\n%s", s.name, got, s.want)
+			}
+		}
+		if err := removeRules(r); err != nil {
+			t.Fatal(err)
+		}
+		if got := renderRules(t, ipt); got != "" {
+			t.Errorf("after Remove:\n%s", got)
+		}
+		return removeRules(r)
+	})
 }
 
 // removeRules deletes weft's chains and the jumps to them, as an operator uninstalling weft would.
@@ -165,6 +152,19 @@ const (
 // reject ahead of the jump moves it, without duplicates, and that other programs' rules that do not
 // stop traffic are left where they are.
 func TestForwardPlacement(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, ipt *iptables.IPTables) error {
+		for _, rule := range [][]string{{"-i", "lo", "-j", "ACCEPT"}, {"-j", "REJECT"}} {
+			if err := ipt.Append("filter", "FORWARD", rule...); err != nil {
+				return err
+			}
+		}
+		checkPlacementSteps(t, ipt)
+		return nil
+	})
+}
+
+// forEachBackend runs fn in a throwaway namespace with each iptables backend installed.
+func forEachBackend(t *testing.T, fn func(*testing.T, *iptables.IPTables) error) {
 	for _, backend := range []string{"iptables-nft", "iptables-legacy"} {
 		t.Run(backend, func(t *testing.T) {
 			n := nstest.New(t)
@@ -177,13 +177,7 @@ func TestForwardPlacement(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				for _, rule := range [][]string{{"-i", "lo", "-j", "ACCEPT"}, {"-j", "REJECT"}} {
-					if err := ipt.Append("filter", "FORWARD", rule...); err != nil {
-						return err
-					}
-				}
-				checkPlacementSteps(t, ipt)
-				return nil
+				return fn(t, ipt)
 			})
 		})
 	}

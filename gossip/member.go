@@ -448,7 +448,7 @@ func (d delegate) NotifyLeave(n *memberlist.Node)  { d.notify(n, StatusGone) }
 // NotifyAlive admits or refuses an alive message. This node's own name is admitted only at this
 // node's own address; any other member goes to the Admitter.
 func (d delegate) NotifyAlive(n *memberlist.Node) error {
-	addr := memberState(n, StatusAlive).Addr
+	addr := nodeAddr(n)
 	var err error
 	switch {
 	case n.Name == d.m.cfg.NodeName && addr != d.m.Addr():
@@ -494,16 +494,22 @@ func (d delegate) notify(n *memberlist.Node, status MemberStatus) {
 }
 
 func memberState(n *memberlist.Node, status MemberStatus) MemberState {
-	s := MemberState{Name: n.Name, Status: status}
-	if a, ok := netip.AddrFromSlice(n.Addr); ok {
-		s.Addr = netip.AddrPortFrom(a.Unmap(), n.Port)
-	}
+	s := MemberState{Name: n.Name, Status: status, Addr: nodeAddr(n)}
 	if len(n.Meta) == 0 {
 		s.MetaErr = fmt.Errorf("%w: member advertises none", ErrInvalidMeta)
 	} else {
 		s.Meta, s.MetaErr = ParseMeta(n.Meta)
 	}
 	return s
+}
+
+// nodeAddr is the address a memberlist node announces; invalid when it announces none.
+func nodeAddr(n *memberlist.Node) netip.AddrPort {
+	a, ok := netip.AddrFromSlice(n.Addr)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(a.Unmap(), n.Port)
 }
 
 // kick makes a pending signal on a channel of capacity 1, without blocking.

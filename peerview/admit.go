@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/weft-net/weft/gossip"
 	"github.com/weft-net/weft/subnet"
@@ -56,28 +57,26 @@ func (v *View) admitBy(l *subnet.Lease, addr netip.AddrPort, raw []byte) error {
 	if l.Attrs.NodeKey == nil {
 		return nil
 	}
-	meta, err := gossip.ParseMeta(raw)
-	if err != nil {
-		return err
-	}
-	return v.verified(l.Attrs.NodeKey, addr, meta)
+	return v.verified(l.Attrs.NodeKey, addr, raw)
 }
 
-// verified checks that meta is signed by key for addr, remembering the verdict by everything the
-// check depends on.
-func (v *View) verified(key ed25519.PublicKey, addr netip.AddrPort, meta *gossip.Meta) error {
+// verified checks that the raw meta is signed by key for addr. Verdicts are remembered by a hash
+// of everything the check depends on, so a relayed claim is neither parsed nor verified again.
+func (v *View) verified(key ed25519.PublicKey, addr netip.AddrPort, raw []byte) error {
 	h := sha256.New()
 	h.Write(key)
 	a := addr.Addr().As16()
 	h.Write(a[:])
 	h.Write(binary.BigEndian.AppendUint16(nil, addr.Port()))
-	h.Write(meta.Signature)
-	h.Write(meta.Signed())
+	h.Write(raw)
 	id := [32]byte(h.Sum(nil))
 	if err, ok := v.verdicts[id]; ok {
 		return err
 	}
-	err := meta.Verify(key)
+	meta, err := gossip.ParseMeta(raw)
+	if err == nil {
+		err = meta.Verify(key)
+	}
 	if err == nil && meta.GossipAddr != addr {
 		err = fmt.Errorf("%w: signed for %s, announced at %s (a replay)", gossip.ErrBadSignature, meta.GossipAddr, addr)
 	}
@@ -86,6 +85,15 @@ func (v *View) verified(key ed25519.PublicKey, addr netip.AddrPort, meta *gossip
 	}
 	v.verdicts[id] = err
 	return err
+}
+
+// verifiedClaim is verified for a member's parsed meta: a signed meta is checked by its bytes,
+// which it keeps, an unsigned one refused at once.
+func (v *View) verifiedClaim(key ed25519.PublicKey, addr netip.AddrPort, m *gossip.Meta) error {
+	if m.Signature == nil {
+		return m.Verify(key)
+	}
+	return v.verified(key, addr, append(slices.Clip(m.Signed()), m.Signature...))
 }
 
 // owns reports whether a lease names node.

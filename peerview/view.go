@@ -279,7 +279,7 @@ func (v *View) judge(name string, s gossip.MemberState) (nodeapi.ClaimStatus, st
 	case l.Attrs.NodeName != name:
 		return nodeapi.ClaimRejected, fmt.Sprintf("subnet leased to %q", l.Attrs.NodeName)
 	case l.Attrs.NodeKey != nil:
-		if err := v.verified(l.Attrs.NodeKey, s.Addr, s.Meta); err != nil {
+		if err := v.verifiedClaim(l.Attrs.NodeKey, s.Addr, s.Meta); err != nil {
 			return nodeapi.ClaimRejected, err.Error()
 		}
 	}
