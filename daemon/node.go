@@ -242,23 +242,15 @@ func kernelErrors(err error, set []backend.Peer) error {
 			other = append(other, p)
 			continue
 		}
-		failed[p.Subnet] = inSet[p.Subnet]
+		if inSet[p.Subnet] {
+			failed[p.Subnet] = true
+		}
 		own = append(own, p)
 	}
-	if n := countTrue(failed); len(inSet) >= 2 && n == len(inSet) {
-		other = append(other, fmt.Errorf("%w (%d of %d): %w", ErrEveryPeerFailed, n, len(inSet), errors.Join(own...)))
+	if len(inSet) >= 2 && len(failed) == len(inSet) {
+		other = append(other, fmt.Errorf("%w (%d of %d): %w", ErrEveryPeerFailed, len(failed), len(inSet), errors.Join(own...)))
 	}
 	return errors.Join(other...)
-}
-
-func countTrue(m map[netip.Prefix]bool) int {
-	n := 0
-	for _, v := range m {
-		if v {
-			n++
-		}
-	}
-	return n
 }
 
 // rejectedPeer is a peer the backend left out, and its error.
